@@ -1,0 +1,48 @@
+"""An in-process backend that answers from a script: for tests of the engine's logic.
+
+It is not a model. A responder maps each request to text; the default one answers every
+prompt with a fixed, deterministic text derived from the request's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+from cope.backends.base import Backend, OnComplete
+from cope.generation import BackendRequest, Completion
+
+Responder = Callable[[BackendRequest], str]
+
+
+def hashed_answer_responder(request: BackendRequest) -> str:
+    """Deterministic pseudo-answers: one of three boxed numbers, picked by the request hash."""
+    digest = int(hashlib.sha256(request.cache_key().encode()).hexdigest(), 16)
+    return f"Working it out. Therefore, the final answer is: $\\boxed{{{digest % 3}}}$."
+
+
+class ScriptedBackend(Backend):
+    name = "scripted"
+
+    def __init__(self, responder: Responder = hashed_answer_responder) -> None:
+        self.responder = responder
+        self.requests: list[BackendRequest] = []
+
+    def add_model(self, alias: str, model_cfg) -> str:
+        return f"scripted:{getattr(model_cfg, 'identity', alias)}"
+
+    async def generate(
+        self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
+    ) -> list[Completion]:
+        out = []
+        for i, request in enumerate(requests):
+            self.requests.append(request)
+            text = self.responder(request)
+            prompt_tokens = sum(len(content.split()) for _, content in request.messages)
+            completion = Completion(
+                text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split())
+            )
+            if on_complete is not None:
+                on_complete(i, completion)
+            out.append(completion)
+        return out

@@ -1,0 +1,38 @@
+"""The `cope` command: a Hydra app over conf/ around `cope.runner.run`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from cope.config import register_configs
+from cope.errors import CopeError
+
+register_configs()
+log = logging.getLogger("cope")
+
+# conf/ sits beside the package in the project (cope is installed editable from it);
+# COPE_CONFIG_DIR points elsewhere.
+CONFIG_DIR = os.environ.get("COPE_CONFIG_DIR") or str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    from cope.runner import run, summary
+
+    try:
+        result = run(cfg)
+    except CopeError as exc:
+        log.error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(summary(result))
+
+
+if __name__ == "__main__":
+    main()

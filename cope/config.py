@@ -1,0 +1,223 @@
+"""Structured-config schemas for the Hydra app and the checks run before any generation.
+
+The schemas are registered with Hydra's ConfigStore as `base_config`; `conf/config.yaml`
+extends it, so a misspelt key fails when the config is composed, not hours into a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from cope.errors import ConfigError, unknown_name
+
+PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
+THRESHOLD_OPS = (">", ">=")
+CACHE_MODES = ("readwrite", "readonly", "off")
+
+
+@dataclass
+class StageConfig:
+    planner: Optional[str] = None  # a role of the pair (small, large, ...) or null
+    plan: str = "none"  # goal | guideline | both | none | carry
+    plan_per_sample: bool = True  # n plans, one per execution; false: one plan shared by all
+    keep_previous_plan: bool = False  # also show the plan passed on by the previous stage
+    executor: str = "small"
+    votes: int = 1
+    planner_temperature: float = 0.8
+    executor_temperature: float = 0.0
+    threshold: Optional[float] = None  # null: the stage always answers
+    plan_max_tokens: int = 160
+    max_tokens: int = 512
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    votes: int = 8
+    tau1: float = 0.75
+    tau2: float = 0.5
+    threshold_op: str = ">"  # the paper says "exceeds" without pinning > or >=
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # stages run, in this order
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    source: Optional[str] = None  # file or directory; null: packaged data or the Hub
+    split: str = "test"
+    limit: Optional[int] = None
+    offset: int = 0
+    ids: Optional[list[str]] = None
+
+
+@dataclass
+class PairConfig:
+    name: str = MISSING
+    roles: dict[str, str] = field(default_factory=dict)  # role -> model alias
+
+
+@dataclass
+class ModelConfig:
+    identity: str = MISSING  # what the model is; part of every cache key
+    backend: str = "llamacpp"
+    packaged: Optional[str] = None  # name of a packaged GGUF model
+    path: Optional[str] = None  # a GGUF file of your own
+    price: Optional[str] = None  # a key of the price table
+    description: str = ""
+
+
+@dataclass
+class PriceConfig:
+    input_per_m: float = MISSING  # USD per 1M prompt tokens
+    output_per_m: float = MISSING  # USD per 1M completion tokens
+    note: str = ""
+
+
+@dataclass
+class BackendConfig:
+    name: str = "llamacpp"
+    n_threads: Optional[int] = None  # null: all cores
+    n_ctx: int = 4096
+    n_batch: int = 512
+    verbose: bool = False
+
+
+@dataclass
+class CacheConfig:
+    mode: str = "readwrite"
+    path: Optional[str] = None  # null: $COPE_HOME/generations.sqlite
+
+
+@dataclass
+class TrackerConfig:
+    name: str = "none"
+
+
+@dataclass
+class CopeConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    prices: dict[str, PriceConfig] = field(default_factory=dict)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    seed: int = 0
+    concurrency: int = 4  # problems in flight at once
+    progress: bool = True
+    runs_dir: str = "runs"
+    run_dir: Optional[str] = None  # null: Hydra's output directory
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=CopeConfig)
+
+
+def used_roles(method: MethodConfig | DictConfig) -> list[str]:
+    roles: list[str] = []
+    for name in method.order:
+        stage = method.stages[name]
+        for role in (stage.planner, stage.executor):
+            if role is not None and role not in roles:
+                roles.append(role)
+    return roles
+
+
+def validate(cfg: DictConfig | CopeConfig) -> None:
+    """Every check that can be made without touching a model or a data file."""
+    from cope.backends import BACKENDS
+    from cope.tasks import TASKS
+
+    if cfg.task.name not in TASKS:
+        raise ConfigError(unknown_name("task", cfg.task.name, TASKS.names()))
+    if cfg.task.limit is not None and cfg.task.limit < 1:
+        raise ConfigError(f"task.limit={cfg.task.limit}: must be at least 1 (or null for all).")
+    if cfg.task.offset < 0:
+        raise ConfigError(f"task.offset={cfg.task.offset}: must be 0 or more.")
+    if cfg.task.ids is not None and len(cfg.task.ids) == 0:
+        raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
+    if cfg.concurrency < 1:
+        raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
+    if cfg.cache.mode not in CACHE_MODES:
+        raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
+    _validate_method(cfg.method, cfg.pair.roles)
+    for role in used_roles(cfg.method):
+        alias = cfg.pair.roles[role]
+        if alias not in cfg.models:
+            raise ConfigError(
+                f"pair.roles.{role}: " + unknown_name("model alias", alias, cfg.models.keys())
+            )
+        model = cfg.models[alias]
+        if model.backend not in BACKENDS:
+            raise ConfigError(
+                f"models.{alias}.backend: " + unknown_name("backend", model.backend, BACKENDS.names())
+            )
+        if model.price is None:
+            raise ConfigError(
+                f"Model '{alias}' plays the role '{role}' but has no price. Set models.{alias}.price "
+                f"to one of: {', '.join(sorted(cfg.prices))} (use 'free' for a local model)."
+            )
+        if model.price not in cfg.prices:
+            raise ConfigError(
+                f"models.{alias}.price: " + unknown_name("price", model.price, cfg.prices.keys())
+            )
+        price = cfg.prices[model.price]
+        if price.input_per_m < 0 or price.output_per_m < 0:
+            raise ConfigError(f"prices.{model.price}: prices cannot be negative.")
+
+
+def _validate_method(method: Any, roles: Any) -> None:
+    if method.threshold_op not in THRESHOLD_OPS:
+        raise ConfigError(
+            f"method.threshold_op='{method.threshold_op}': choose '>' or '>='."
+        )
+    if len(method.order) == 0:
+        raise ConfigError("method.order is empty: a method needs at least one stage.")
+    if len(set(method.order)) != len(method.order):
+        raise ConfigError(f"method.order={list(method.order)} names a stage twice.")
+    for position, name in enumerate(method.order):
+        if name not in method.stages:
+            raise ConfigError(
+                "method.order: " + unknown_name("stage", name, method.stages.keys())
+            )
+        stage = method.stages[name]
+        where = f"method.stages.{name}"
+        if stage.votes < 1:
+            raise ConfigError(f"{where}.votes={stage.votes}: a stage needs at least 1 sample.")
+        if stage.plan not in PLAN_TYPES:
+            raise ConfigError(f"{where}.plan='{stage.plan}': choose one of {', '.join(PLAN_TYPES)}.")
+        if stage.plan in ("goal", "guideline", "both") and stage.planner is None:
+            raise ConfigError(f"{where}: plan '{stage.plan}' needs a planner (e.g. planner=small).")
+        if stage.threshold is not None and not 0.0 <= stage.threshold <= 1.0:
+            raise ConfigError(
+                f"{where}.threshold={stage.threshold}: a consensus threshold lies in [0, 1]."
+            )
+        if stage.threshold is not None and method.threshold_op == ">" and stage.threshold >= 1.0:
+            if position < len(method.order) - 1:
+                raise ConfigError(
+                    f"{where}.threshold={stage.threshold} with '>' can never be met, so the stage "
+                    "would always escalate: lower it or use threshold_op='>='."
+                )
+        for temp_name in ("planner_temperature", "executor_temperature"):
+            if getattr(stage, temp_name) < 0:
+                raise ConfigError(f"{where}.{temp_name} cannot be negative.")
+        if stage.max_tokens < 1 or stage.plan_max_tokens < 1:
+            raise ConfigError(f"{where}: max_tokens and plan_max_tokens must be at least 1.")
+        for field_name in ("planner", "executor"):
+            role = getattr(stage, field_name)
+            if role is not None and role not in roles:
+                raise ConfigError(
+                    f"{where}.{field_name}: "
+                    + unknown_name("role", role, roles.keys())
+                    + " Roles come from the pair (pair.roles)."
+                )
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

@@ -1,0 +1,203 @@
+"""The stage engine: a method is an ordered list of stages, each plan -> execute -> decide.
+
+COPE, its ablations and the single-model baselines are all configurations of this one
+loop. A stage may write new plans (goal, guideline or both; one per execution or one shared),
+carry the plan passed on by the previous stage, or work without a plan. Its executions are
+combined by the task into an answer and a confidence; the stage answers when the confidence
+passes its threshold, and otherwise passes a plan on to the next stage. The last stage
+always answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams
+from cope.generator import Generator
+from cope.tasks.base import Plan, Problem, Task, Verdict
+
+NEW_PLAN_KINDS = {"goal": ("goal",), "guideline": ("guideline",), "both": ("goal", "guideline")}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    executor: str  # role
+    votes: int = 1
+    planner: str | None = None  # role
+    plan: str = "none"  # goal | guideline | both | none | carry
+    plan_per_sample: bool = True
+    keep_previous_plan: bool = False
+    planner_temperature: float = 0.8
+    executor_temperature: float = 0.0
+    threshold: float | None = None
+    plan_max_tokens: int = 160
+    max_tokens: int = 512
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Any) -> "StageSpec":
+        return cls(
+            name=name, executor=cfg.executor, votes=int(cfg.votes), planner=cfg.planner,
+            plan=cfg.plan, plan_per_sample=bool(cfg.plan_per_sample),
+            keep_previous_plan=bool(cfg.keep_previous_plan),
+            planner_temperature=float(cfg.planner_temperature),
+            executor_temperature=float(cfg.executor_temperature),
+            threshold=None if cfg.threshold is None else float(cfg.threshold),
+            plan_max_tokens=int(cfg.plan_max_tokens), max_tokens=int(cfg.max_tokens),
+        )
+
+
+@dataclass
+class StageResult:
+    name: str
+    verdict: Verdict
+    accepted: bool
+    plans: list[list[Plan]]  # the plans each execution was conditioned on
+    passed_on: list[Plan]  # the plan handed to the next stage
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            "answer": self.verdict.answer,
+            "consensus": self.verdict.confidence,
+            "accepted": self.accepted,
+            "votes": len(self.verdict.answers),
+            "abstained": sum(a is None for a in self.verdict.answers),
+            "answers": self.verdict.answers,
+            "support": self.verdict.support,
+            "passed_on": [{"kind": p.kind, "author": p.author} for p in self.passed_on],
+        }
+
+
+@dataclass
+class ProblemResult:
+    problem: Problem
+    answer: str | None
+    resolved_stage: str
+    stages: list[StageResult]
+    generations: list[tuple[SampleTag, Generation]] = field(default_factory=list)
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from the given parts, equal across processes and Python versions."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def passes(confidence: float, threshold: float, op: str) -> bool:
+    return confidence > threshold if op == ">" else confidence >= threshold
+
+
+class CascadeMethod:
+    """Runs a list of stages on one problem at a time."""
+
+    def __init__(self, name: str, stages: list[StageSpec], roles: dict[str, str], task: Task,
+                 generator: Generator, seed: int = 0, threshold_op: str = ">") -> None:
+        self.name = name
+        self.stages = stages
+        self.roles = roles  # role -> model alias
+        self.task = task
+        self.generator = generator
+        self.seed = seed
+        self.threshold_op = threshold_op
+
+    def _params(self, temperature: float, max_tokens: int, sample_index: int) -> SamplingParams:
+        # The sampling seed depends on the run seed and the sample index only, so sample i of a
+        # prompt is the same whichever stage list, vote count or threshold asks for it.
+        seed = stable_seed("sample", self.seed, sample_index) % (2**31 - 1)
+        return SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+    async def _generate(self, problem: Problem, stage: StageSpec, kind: str, role: str,
+                        requests: list[GenerationRequest], collected: list) -> list[Generation]:
+        tags = [SampleTag(problem.id, stage.name, kind, role, {"sample_index": r.sample_index})
+                for r in requests]
+        generations = await self.generator.generate(requests, tags)
+        collected.extend(zip(tags, generations))
+        return generations
+
+    async def _write_plans(self, problem: Problem, stage: StageSpec, collected: list
+                           ) -> list[list[Plan]]:
+        """New plans: one slot per execution (or one shared slot), each of the stage's kinds."""
+        kinds = NEW_PLAN_KINDS[stage.plan]
+        slots = stage.votes if stage.plan_per_sample else 1
+        alias = self.roles[stage.planner]
+        requests = [
+            GenerationRequest(
+                model=alias,
+                messages=self.task.plan_messages(problem, kind),
+                params=self._params(stage.planner_temperature, stage.plan_max_tokens, slot),
+                sample_index=slot,
+            )
+            for slot in range(slots)
+            for kind in kinds
+        ]
+        generations = await self._generate(problem, stage, "planner", stage.planner, requests,
+                                           collected)
+        plans = [Plan(kind=kind, text=g.text.strip(), author=stage.planner)
+                 for g, (slot, kind) in zip(generations, [(s, k) for s in range(slots) for k in kinds])]
+        return [plans[slot * len(kinds):(slot + 1) * len(kinds)] for slot in range(slots)]
+
+    async def run_stage(self, problem: Problem, stage: StageSpec, carried: list[Plan],
+                        rng: random.Random, is_last: bool, collected: list) -> StageResult:
+        new_plans = (await self._write_plans(problem, stage, collected)
+                     if stage.plan in NEW_PLAN_KINDS else None)
+        base = carried if (stage.keep_previous_plan or stage.plan == "carry") else []
+
+        def plans_for(i: int) -> list[Plan]:
+            if new_plans is None:
+                return list(base)
+            return list(base) + new_plans[i if stage.plan_per_sample else 0]
+
+        contexts = [plans_for(i) for i in range(stage.votes)]
+        alias = self.roles[stage.executor]
+        requests = [
+            GenerationRequest(
+                model=alias,
+                messages=self.task.execute_messages(problem, contexts[i]),
+                params=self._params(stage.executor_temperature, stage.max_tokens, i),
+                sample_index=i,
+            )
+            for i in range(stage.votes)
+        ]
+        generations = await self._generate(problem, stage, "executor", stage.executor, requests,
+                                           collected)
+        verdict = self.task.aggregate(problem, [g.text for g in generations])
+        if is_last or stage.threshold is None:
+            accepted = True
+        else:
+            accepted = verdict.answer is not None and passes(
+                verdict.confidence, stage.threshold, self.threshold_op)
+        return StageResult(stage.name, verdict, accepted, contexts,
+                           self._pass_on(stage, new_plans, carried, verdict, rng))
+
+    @staticmethod
+    def _pass_on(stage: StageSpec, new_plans: list[list[Plan]] | None, carried: list[Plan],
+                 verdict: Verdict, rng: random.Random) -> list[Plan]:
+        """The plan the next stage may use: g^S chosen at random among the plans whose
+        execution gave the majority answer (among all, if every sample abstained); a shared
+        plan as is; otherwise what this stage was given."""
+        if new_plans is None:
+            return list(carried)
+        if not stage.plan_per_sample:
+            return list(new_plans[0])
+        candidates = verdict.support or list(range(len(new_plans)))
+        return list(new_plans[rng.choice(candidates)])
+
+    async def solve(self, problem: Problem) -> ProblemResult:
+        collected: list[tuple[SampleTag, Generation]] = []
+        results: list[StageResult] = []
+        carried: list[Plan] = []
+        for position, stage in enumerate(self.stages):
+            is_last = position == len(self.stages) - 1
+            # seeded by run seed, problem and stage: the choice of g^S is reproducible and does
+            # not shift when other stages are added or removed
+            rng = random.Random(stable_seed("plan-choice", self.seed, problem.id, stage.name))
+            result = await self.run_stage(problem, stage, carried, rng, is_last, collected)
+            results.append(result)
+            if result.accepted:
+                return ProblemResult(problem, result.verdict.answer, stage.name, results, collected)
+            carried = result.passed_on
+        raise AssertionError("the last stage always answers")  # pragma: no cover

@@ -1,0 +1,131 @@
+"""Backend-neutral generation types: what is asked of a model and what comes back.
+
+A request is "sample i of prompt P from model M with sampling parameters S". That tuple is
+also the identity of a sample in the generation cache, so a sweep that asks for samples
+0..3 of a prompt reuses the first four of a run that asked for 0..7.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+Message = tuple[str, str]  # (role, content); a tuple so that requests are hashable
+
+
+def messages_to_dicts(messages: tuple[Message, ...]) -> list[dict[str, str]]:
+    return [{"role": role, "content": content} for role, content in messages]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters, translated once per backend."""
+
+    temperature: float
+    max_tokens: int
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the output. Greedy decoding ignores the seed, so greedy
+        samples are shared across run seeds."""
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        if self.temperature == 0:
+            data["seed"] = 0
+            data["top_p"] = 1.0
+        return data
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str  # model alias
+    messages: tuple[Message, ...]
+    params: SamplingParams
+    sample_index: int = 0
+    want_logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """A request resolved to a concrete model: what a backend receives."""
+
+    model_identity: str
+    messages: tuple[Message, ...]
+    params: SamplingParams
+    sample_index: int
+    want_logprobs: bool = False
+
+    def cache_key(self) -> str:
+        payload = {
+            "model": self.model_identity,
+            "messages": [list(m) for m in self.messages],
+            "params": self.params.identity(),
+            "sample_index": self.sample_index,
+            "logprobs": self.want_logprobs,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns for one request."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    token_logprobs: tuple[float, ...] | None = None
+    cached_tokens: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.token_logprobs is not None:
+            data["token_logprobs"] = list(self.token_logprobs)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Completion":
+        logprobs = data.get("token_logprobs")
+        return cls(
+            text=data["text"],
+            prompt_tokens=int(data["prompt_tokens"]),
+            completion_tokens=int(data["completion_tokens"]),
+            finish_reason=data.get("finish_reason", "stop"),
+            latency_s=float(data.get("latency_s", 0.0)),
+            token_logprobs=tuple(logprobs) if logprobs is not None else None,
+            cached_tokens=data.get("cached_tokens"),
+        )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A completion as the engine sees it: with where it came from."""
+
+    request: GenerationRequest
+    completion: Completion
+    cache_hit: bool
+
+    @property
+    def text(self) -> str:
+        return self.completion.text
+
+
+@dataclass
+class SampleTag:
+    """Why a request was made; goes into samples.jsonl beside the generation."""
+
+    problem_id: str
+    stage: str
+    role: str  # planner or executor
+    model_role: str  # small, large, ... (the pair's role name)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def with_seed(params: SamplingParams, seed: int) -> SamplingParams:
+    return replace(params, seed=seed)

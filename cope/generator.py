@@ -1,0 +1,83 @@
+"""The one path from the engine to a model: alias -> cache -> backend, recording every sample.
+
+Every completion is written to the cache and to the sample records the moment it exists, so
+an interrupted run loses no finished generation and a rerun pays for none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cope.backends.base import Backend
+from cope.cache import GenerationCache
+from cope.generation import BackendRequest, Completion, Generation, GenerationRequest, SampleTag
+
+OnSample = Callable[[SampleTag, Generation], None]
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    alias: str
+    identity: str
+    backend: Backend
+
+
+class Generator:
+    def __init__(self, bindings: dict[str, ModelBinding], cache: GenerationCache,
+                 on_sample: OnSample | None = None) -> None:
+        self.bindings = bindings
+        self.cache = cache
+        self.on_sample = on_sample
+        self.backend_calls = 0
+        self.cache_hits = 0
+
+    def resolve(self, request: GenerationRequest) -> BackendRequest:
+        binding = self.bindings[request.model]
+        return BackendRequest(
+            model_identity=binding.identity,
+            messages=request.messages,
+            params=request.params,
+            sample_index=request.sample_index,
+            want_logprobs=request.want_logprobs,
+        )
+
+    async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]
+                       ) -> list[Generation]:
+        """Generations in request order; cached ones come back without a backend call."""
+        resolved = [self.resolve(r) for r in requests]
+        results: list[Generation | None] = [None] * len(requests)
+        misses: dict[int, list[int]] = {}  # id(backend) -> positions
+        backends: dict[int, Backend] = {}
+        for i, (request, backend_request) in enumerate(zip(requests, resolved)):
+            cached = self.cache.get(backend_request)
+            if cached is not None:
+                self.cache_hits += 1
+                results[i] = self._finish(request, cached, True, tags[i])
+            else:
+                backend = self.bindings[request.model].backend
+                backends[id(backend)] = backend
+                misses.setdefault(id(backend), []).append(i)
+
+        async def run(backend: Backend, positions: list[int]) -> None:
+            def on_complete(k: int, completion: Completion) -> None:
+                i = positions[k]
+                self.backend_calls += 1
+                self.cache.put(resolved[i], completion)
+                results[i] = self._finish(requests[i], completion, False, tags[i])
+
+            await backend.generate([resolved[i] for i in positions], on_complete=on_complete)
+
+        await asyncio.gather(*(run(backends[key], positions) for key, positions in misses.items()))
+        missing = [i for i, result in enumerate(results) if result is None]
+        if missing:
+            raise RuntimeError(f"backend returned without completing requests {missing}")
+        return results  # type: ignore[return-value]
+
+    def _finish(self, request: GenerationRequest, completion: Completion, cache_hit: bool,
+                tag: SampleTag) -> Generation:
+        generation = Generation(request=request, completion=completion, cache_hit=cache_hit)
+        if self.on_sample is not None:
+            self.on_sample(tag, generation)
+        return generation

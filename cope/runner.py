@@ -1,0 +1,241 @@
+"""One run: validate, load problems and models, solve every problem, record, summarise.
+
+`run(cfg)` is a plain function of a composed config; the Hydra entry point is a thin shell
+around it, so notebooks and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cope.backends import Backend, create_backend
+from cope.cache import GenerationCache
+from cope.config import to_container, used_roles, validate
+from cope.cost import CostLedger, PriceBook, per_million_problems
+from cope.engine import CascadeMethod, ProblemResult, StageSpec
+from cope.generation import Generation, SampleTag
+from cope.generator import Generator, ModelBinding
+from cope.paths import cope_home
+from cope.records import RunRecorder
+from cope.tasks import create_task
+from cope.tasks.base import select
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not inside a Hydra app: a fresh directory under runs_dir
+        stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+        return Path(cfg.runs_dir) / f"{stamp}_{cfg.task.name}_{cfg.method.name}"
+
+
+class Run:
+    """The state of one run: its models, cache, records and running totals."""
+
+    def __init__(self, cfg: DictConfig, backends: dict[str, Backend] | None = None) -> None:
+        validate(cfg)
+        self.cfg = cfg
+        self.task = create_task(cfg.task)
+        self.problems = select(self.task.load(), cfg.task.ids, cfg.task.offset, cfg.task.limit)
+        self.run_dir = resolve_run_dir(cfg)
+        self.recorder = RunRecorder(self.run_dir)
+        self.recorder.write_config(to_container(cfg))
+        self.prices = PriceBook(cfg.models, cfg.prices)
+        self.roles = {role: cfg.pair.roles[role] for role in used_roles(cfg.method)}
+        self._owned_backends: list[Backend] = []
+        bindings = self._bind_models(backends or {})
+        cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
+        self.cache = GenerationCache(cache_path, cfg.cache.mode)
+        self.generator = Generator(bindings, self.cache, on_sample=self._record_sample)
+        stages = [StageSpec.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
+        self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
+                                    seed=cfg.seed, threshold_op=cfg.method.threshold_op)
+        self.ledger = CostLedger()
+        self.rows: list[dict[str, Any]] = []
+
+    def _bind_models(self, injected: dict[str, Backend]) -> dict[str, ModelBinding]:
+        """Load every model the method uses before the first generation."""
+        backends: dict[str, Backend] = dict(injected)
+        bindings = {}
+        for alias in dict.fromkeys(self.roles.values()):
+            model_cfg = self.cfg.models[alias]
+            if model_cfg.backend not in backends:
+                backend = create_backend(model_cfg.backend, self.cfg.backend)
+                backends[model_cfg.backend] = backend
+                self._owned_backends.append(backend)
+            backend = backends[model_cfg.backend]
+            bindings[alias] = ModelBinding(alias, backend.add_model(alias, model_cfg), backend)
+        return bindings
+
+    def _record_sample(self, tag: SampleTag, generation: Generation) -> None:
+        completion = generation.completion
+        alias = generation.request.model
+        self.recorder.sample({
+            "problem_id": tag.problem_id,
+            "stage": tag.stage,
+            "role": tag.role,
+            "model_role": tag.model_role,
+            "model": alias,
+            "sample_index": generation.request.sample_index,
+            "temperature": generation.request.params.temperature,
+            "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "finish_reason": completion.finish_reason,
+            "latency_s": round(completion.latency_s, 4),
+            "cache_hit": generation.cache_hit,
+            "cost_usd": self.prices.cost(alias, completion.prompt_tokens,
+                                         completion.completion_tokens),
+        })
+
+    def problem_row(self, result: ProblemResult) -> dict[str, Any]:
+        ledger = CostLedger()
+        for tag, generation in result.generations:
+            completion = generation.completion
+            alias = generation.request.model
+            ledger.add(tag.stage, alias, tag.model_role,
+                       self.prices.cost(alias, completion.prompt_tokens, completion.completion_tokens),
+                       completion.prompt_tokens, completion.completion_tokens)
+        self.ledger.merge(ledger)
+        problem = result.problem
+        return {
+            "index": problem.index,
+            "id": problem.id,
+            "answer": result.answer,
+            "gold": problem.gold,
+            "correct": self.task.is_correct(problem, result.answer),
+            "resolved_stage": result.resolved_stage,
+            "stages": [stage.to_json() for stage in result.stages],
+            "cost_usd": ledger.total,
+            "cost": ledger.to_json(),
+            "calls_by_role": dict(ledger.calls_by_role),
+        }
+
+    def metrics(self, wall_time: float, finished: bool) -> dict[str, Any]:
+        n = len(self.rows)
+        correct = sum(row["correct"] for row in self.rows)
+        resolved = Counter(row["resolved_stage"] for row in self.rows)
+        large_calls = sum(row["calls_by_role"].get("large", 0) for row in self.rows)
+        return {
+            "task": self.cfg.task.name,
+            "method": self.cfg.method.name,
+            "pair": self.cfg.pair.name,
+            "finished": finished,
+            "n_problems": n,
+            "n_selected": len(self.problems),
+            "n_correct": correct,
+            "accuracy": correct / n if n else 0.0,
+            "cost_usd_total": self.ledger.total,
+            "cost_usd_per_million": per_million_problems(self.ledger.total, n),
+            "cost_usd_per_million_by_stage": {k: per_million_problems(v, n)
+                                              for k, v in self.ledger.by_stage.items()},
+            "cost_usd_per_million_by_model": {k: per_million_problems(v, n)
+                                              for k, v in self.ledger.by_model.items()},
+            "cost_usd_per_million_by_role": {k: per_million_problems(v, n)
+                                             for k, v in self.ledger.by_role.items()},
+            "tokens_by_model": {k: dict(v) for k, v in self.ledger.tokens_by_model.items()},
+            "resolved_by_stage": {name: resolved.get(name, 0) for name in self.cfg.method.order},
+            "calls_by_role": dict(self.ledger.calls_by_role),
+            "large_calls": large_calls,
+            "backend_calls": self.generator.backend_calls,
+            "cache_hits": self.generator.cache_hits,
+            "threshold_op": self.cfg.method.threshold_op,
+            "seed": self.cfg.seed,
+            "wall_time_s": round(wall_time, 3),
+        }
+
+    async def _solve_all(self, progress) -> None:
+        semaphore = asyncio.Semaphore(self.cfg.concurrency)
+
+        async def one(problem):
+            async with semaphore:
+                result = await self.method.solve(problem)
+            row = self.problem_row(result)
+            self.rows.append(row)
+            self.recorder.problem(row)
+            if progress is not None:
+                n = len(self.rows)
+                progress.set_postfix(
+                    acc=f"{sum(r['correct'] for r in self.rows) / n:.1%}",
+                    cost=f"${per_million_problems(self.ledger.total, n):,.0f}/M",
+                    refresh=False,
+                )
+                progress.update(1)
+
+        await asyncio.gather(*(one(problem) for problem in self.problems))
+
+    def execute(self) -> RunResult:
+        start = time.perf_counter()
+        finished = False
+        progress = None
+        if self.cfg.progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(self.problems), desc=f"{self.cfg.method.name} on "
+                            f"{self.cfg.task.name}", unit="problem", dynamic_ncols=True)
+        try:
+            asyncio.run(self._solve_all(progress))
+            finished = True
+        finally:
+            if progress is not None:
+                progress.close()
+            metrics = self.metrics(time.perf_counter() - start, finished)
+            self.recorder.finish(metrics)
+            self.close()
+        return RunResult(self.run_dir, metrics, sorted(self.rows, key=lambda r: r["index"]))
+
+    def close(self) -> None:
+        self.cache.close()
+        for backend in self._owned_backends:
+            backend.close()
+        self._owned_backends.clear()
+
+
+def run(cfg: DictConfig, backends: dict[str, Backend] | None = None) -> RunResult:
+    """Run one configuration end to end and return its metrics and run directory.
+
+    `backends` injects ready-made backends by name (tests use a scripted one).
+    """
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    return Run(cfg, backends).execute()
+
+
+def summary(result: RunResult) -> str:
+    m = result.metrics
+    stages = ", ".join(f"{k}: {v}" for k, v in m["resolved_by_stage"].items())
+    lines = [
+        f"{m['method']} on {m['task']} ({m['pair']}): {m['n_problems']} problems"
+        + ("" if m["finished"] else " (interrupted)"),
+        f"  accuracy        {m['accuracy']:.1%} ({m['n_correct']}/{m['n_problems']})",
+        f"  cost            ${m['cost_usd_per_million']:,.2f} per million problems "
+        f"(${m['cost_usd_total']:.6f} in all)",
+        f"  resolved        {stages}",
+        f"  large calls     {m['large_calls']}",
+        f"  backend calls   {m['backend_calls']} (cache hits {m['cache_hits']})",
+        f"  wall time       {m['wall_time_s']:.1f} s",
+        str(result.run_dir),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""The task contract: problems, prompts, answer extraction, stage confidence and scoring."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from cope.errors import DataError
+from cope.generation import Message
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    gold: str
+    index: int = 0  # position in the selection: records are ordered by it
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # goal or guideline
+    text: str
+    author: str  # the role that wrote it (small, large, ...)
+
+
+@dataclass
+class Verdict:
+    """What a stage's samples say: its answer, how confident it is, which samples back it."""
+
+    answer: str | None  # None when every sample abstained
+    confidence: float  # in [0, 1]
+    support: list[int]  # indices of the samples that back the answer
+    answers: list[str | None]  # per-sample extracted answers (None: abstained)
+
+
+class Task(ABC):
+    """One benchmark: how to load it, prompt for it, read answers and judge them."""
+
+    name: str = "task"
+    family: str = "math"
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def load(self) -> list[Problem]:
+        """Every problem of the configured source and split, in dataset order."""
+
+    @abstractmethod
+    def plan_messages(self, problem: Problem, kind: str) -> tuple[Message, ...]:
+        """The planner's prompt for a plan of this kind (goal or guideline)."""
+
+    @abstractmethod
+    def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        """The executor's prompt, conditioned on the given plans (possibly none)."""
+
+    @abstractmethod
+    def aggregate(self, problem: Problem, texts: list[str]) -> Verdict:
+        """Combine a stage's samples into an answer and a confidence."""
+
+    @abstractmethod
+    def is_correct(self, problem: Problem, answer: str | None) -> bool:
+        """Judge a final answer against the problem's reference."""
+
+
+def select(problems: list[Problem], ids: list[str] | None, offset: int, limit: int | None
+           ) -> list[Problem]:
+    """Choose problems by id list, then offset and limit; re-index in selection order."""
+    chosen = problems
+    if ids is not None:
+        by_id = {p.id: p for p in problems}
+        missing = [i for i in ids if str(i) not in by_id]
+        if missing:
+            sample = ", ".join(p.id for p in problems[:3])
+            raise DataError(f"task.ids: no problems with ids {missing} (ids look like: {sample}).")
+        chosen = [by_id[str(i)] for i in ids]
+    chosen = chosen[offset:]
+    if limit is not None:
+        chosen = chosen[:limit]
+    if not chosen:
+        raise DataError(
+            f"The selection is empty ({len(problems)} problems, offset={offset}, limit={limit})."
+        )
+    return [Problem(p.id, p.question, p.gold, i, p.meta) for i, p in enumerate(chosen)]

@@ -1,0 +1,204 @@
+"""Math answers: extraction, equivalence, grading and the majority vote.
+
+Equivalence is math-verify's (LaTeX and plain expressions parsed to SymPy and compared);
+this module only finds the answer in a response and groups equivalent answers.
+
+    >>> grade("... so the final answer is $\\boxed{\\frac{1}{2}}$.", "0.5")
+    True
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+from cope.generation import Message
+from cope.tasks.base import Plan, Problem, Task, Verdict
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_FINAL_ANSWER = re.compile(
+    r"final answer\s*(?:is|:)\s*:?\s*(?P<answer>.+?)(?:\.\s*$|\.\s+I hope|\n|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HASHES = re.compile(r"####\s*(?P<answer>[^\n]+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces allowed.
+
+    Also reads the brace-less form `\\boxed 5`. None when there is no complete box.
+    """
+    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    while start >= 0:
+        cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+        i = start + len(cmd)
+        if i < len(text) and text[i] == " ":
+            match = re.match(r" +([^\s$]+)", text[i:])
+            if match:
+                return match.group(1)
+        if i < len(text) and text[i] == "{":
+            depth = 0
+            for j in range(i, len(text)):
+                if text[j] == "{":
+                    depth += 1
+                elif text[j] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1 : j].strip()
+        # an unclosed or malformed box: look for an earlier one
+        start = max(text.rfind(cmd, 0, start) for cmd in _BOX_COMMANDS)
+    return None
+
+
+def _clean(answer: str) -> str:
+    answer = answer.strip().strip("$").strip()
+    answer = answer.rstrip(".").strip()
+    if _THOUSANDS.match(answer):
+        answer = answer.replace(",", "")
+    return answer
+
+
+def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
+    """The final answer of a response, or None (an abstention).
+
+    Order: the last \\boxed{...}; "final answer is X"; "#### X"; then, if allowed (tasks with
+    numeric answers such as GSM8K), the last number in the text.
+    """
+    if not text:
+        return None
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return _clean(boxed) or None
+    matches = list(_FINAL_ANSWER.finditer(text))
+    if matches:
+        inner = last_boxed(matches[-1].group("answer"))
+        cleaned = _clean(inner if inner is not None else matches[-1].group("answer"))
+        if cleaned:
+            return cleaned
+    hashes = list(_HASHES.finditer(text))
+    if hashes:
+        cleaned = _clean(hashes[-1].group("answer"))
+        if cleaned:
+            return cleaned
+    if last_number_fallback:
+        numbers = _NUMBER.findall(text)
+        if numbers:
+            return _clean(numbers[-1])
+    return None
+
+
+def _timeout() -> int | None:
+    # math-verify's timeout uses SIGALRM, which only the main thread may set
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=65536)
+def _parsed(answer: str) -> tuple:
+    """math-verify's parse of an extracted answer (as if it had been boxed)."""
+    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    try:
+        result = parse(f"\\boxed{{{answer}}}", extraction_config=config, parsing_timeout=_timeout())
+        if not result:
+            result = parse(answer, extraction_config=config, parsing_timeout=_timeout())
+    except Exception:  # a parser failure means "not comparable", never a crashed run
+        return ()
+    return tuple(result)
+
+
+def _normalised(answer: str) -> str:
+    return re.sub(r"\s+", "", answer).lower()
+
+
+def equivalent(answer: str | None, reference: str | None) -> bool:
+    """Whether two extracted answers are mathematically equivalent (math-verify)."""
+    if answer is None or reference is None:
+        return False
+    if _normalised(answer) == _normalised(reference):
+        return True
+    gold, target = _parsed(reference), _parsed(answer)
+    if not gold or not target:
+        return False
+    try:
+        return bool(verify(list(gold), list(target), timeout_seconds=_timeout()))
+    except Exception:
+        return False
+
+
+def grade(response: str, gold: str) -> bool:
+    """Whether a model's full response answers a problem whose reference answer is `gold`."""
+    return equivalent(extract_answer(response, last_number_fallback=False), gold)
+
+
+def majority_vote(answers: list[str | None]) -> Verdict:
+    """Group equivalent answers; the largest group wins (ties: the group seen first).
+
+    Confidence is the winning group's size over all samples, abstentions included, as in
+    the paper: votes(top answer) / n.
+    """
+    groups: list[tuple[str, list[int]]] = []
+    for i, answer in enumerate(answers):
+        if answer is None:
+            continue
+        for representative, members in groups:
+            if equivalent(answer, representative):
+                members.append(i)
+                break
+        else:
+            groups.append((answer, [i]))
+    if not groups:
+        return Verdict(answer=None, confidence=0.0, support=[], answers=list(answers))
+    best, support = max(groups, key=lambda group: len(group[1]))  # max keeps the first of ties
+    return Verdict(
+        answer=best, confidence=len(support) / len(answers), support=support, answers=list(answers)
+    )
+
+
+# Prompts: the paper's planner and executor instructions, in our words.
+GOAL_PLANNER = (
+    "You are a math teacher. In one sentence, state the goal of the following problem: what "
+    "must be found. Do not solve it."
+)
+GUIDELINE_PLANNER = (
+    "You are a skilled math coach. Explain how to solve the following problem, focusing on "
+    "the strategy and the key ideas, in one or two sentences. Do not solve it. Return only "
+    "the guidelines as plain text."
+)
+EXECUTOR = (
+    "Solve the following math problem efficiently and clearly. For a short problem, give a "
+    "brief solution; for a longer one, reason step by step. End your response with: "
+    "Therefore, the final answer is: $\\boxed{answer}$. where answer is only the final number "
+    "or expression."
+)
+PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
+
+
+class MathTask(Task):
+    """A math benchmark whose answers are compared by mathematical equivalence."""
+
+    family = "math"
+    last_number_fallback = False
+
+    def plan_messages(self, problem: Problem, kind: str) -> tuple[Message, ...]:
+        instruction = GOAL_PLANNER if kind == "goal" else GUIDELINE_PLANNER
+        return (("system", instruction), ("user", f"Problem:\n{problem.question}"))
+
+    def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        user = f"Problem:\n{problem.question}"
+        if plans:
+            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            user += f"\n\nA plan to follow:\n{lines}"
+        return (("system", EXECUTOR), ("user", user))
+
+    def extract(self, text: str) -> str | None:
+        return extract_answer(text, last_number_fallback=self.last_number_fallback)
+
+    def aggregate(self, problem: Problem, texts: list[str]) -> Verdict:
+        return majority_vote([self.extract(text) for text in texts])
+
+    def is_correct(self, problem: Problem, answer: str | None) -> bool:
+        return equivalent(answer, problem.gold)
