@@ -81,7 +81,8 @@ class GenerationCache:
             ),
         )
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """Number of stored generations."""
         if self._db is None:
             return 0
         return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]

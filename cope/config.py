@@ -15,7 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from cope.errors import ConfigError, unknown_name
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
-THRESHOLD_OPS = (">", ">=")
+THRESHOLD_OPS = ("gt", "ge")  # confidence > threshold, confidence >= threshold
 CACHE_MODES = ("readwrite", "readonly", "off")
 
 
@@ -40,7 +40,7 @@ class MethodConfig:
     votes: int = 8
     tau1: float = 0.75
     tau2: float = 0.5
-    threshold_op: str = ">"  # the paper says "exceeds" without pinning > or >=
+    threshold_op: str = "gt"  # gt: >, ge: >= (the paper says "exceeds" without pinning it)
     stages: dict[str, StageConfig] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # stages run, in this order
 
@@ -175,7 +175,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
 def _validate_method(method: Any, roles: Any) -> None:
     if method.threshold_op not in THRESHOLD_OPS:
         raise ConfigError(
-            f"method.threshold_op='{method.threshold_op}': choose '>' or '>='."
+            f"method.threshold_op='{method.threshold_op}': choose gt (>) or ge (>=)."
         )
     if len(method.order) == 0:
         raise ConfigError("method.order is empty: a method needs at least one stage.")
@@ -198,11 +198,11 @@ def _validate_method(method: Any, roles: Any) -> None:
             raise ConfigError(
                 f"{where}.threshold={stage.threshold}: a consensus threshold lies in [0, 1]."
             )
-        if stage.threshold is not None and method.threshold_op == ">" and stage.threshold >= 1.0:
+        if stage.threshold is not None and method.threshold_op == "gt" and stage.threshold >= 1.0:
             if position < len(method.order) - 1:
                 raise ConfigError(
-                    f"{where}.threshold={stage.threshold} with '>' can never be met, so the stage "
-                    "would always escalate: lower it or use threshold_op='>='."
+                    f"{where}.threshold={stage.threshold} with threshold_op=gt can never be met, so the stage "
+                    "would always escalate: lower it or use threshold_op=ge."
                 )
         for temp_name in ("planner_temperature", "executor_temperature"):
             if getattr(stage, temp_name) < 0:

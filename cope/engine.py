@@ -88,14 +88,17 @@ def stable_seed(*parts: object) -> int:
 
 
 def passes(confidence: float, threshold: float, op: str) -> bool:
-    return confidence > threshold if op == ">" else confidence >= threshold
+    """gt: confidence > threshold; ge: confidence >= threshold."""
+    if op not in ("gt", "ge"):
+        raise ValueError(f"threshold_op must be gt or ge, not {op!r}")
+    return confidence > threshold if op == "gt" else confidence >= threshold
 
 
 class CascadeMethod:
     """Runs a list of stages on one problem at a time."""
 
     def __init__(self, name: str, stages: list[StageSpec], roles: dict[str, str], task: Task,
-                 generator: Generator, seed: int = 0, threshold_op: str = ">") -> None:
+                 generator: Generator, seed: int = 0, threshold_op: str = "gt") -> None:
         self.name = name
         self.stages = stages
         self.roles = roles  # role -> model alias

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from cope.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+SHARED_DATA = Path(os.environ.get("COPE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+register_configs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cope_home(tmp_path_factory):
+    """One COPE_HOME for the session: packaged models are assembled once into it."""
+    home = os.environ.get("COPE_TEST_HOME") or str(tmp_path_factory.mktemp("cope_home"))
+    previous = os.environ.get("COPE_HOME")
+    os.environ["COPE_HOME"] = home
+    yield Path(home)
+    if previous is None:
+        os.environ.pop("COPE_HOME", None)
+    else:
+        os.environ["COPE_HOME"] = previous
+
+
+def compose_config(overrides: list[str] | None = None):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Compose conf/ with overrides; records and cache go under the test's tmp dir."""
+
+    def make(*overrides: str):
+        base = [f"run_dir={tmp_path / 'run'}", f"cache.path={tmp_path / 'cache.sqlite'}",
+                "progress=false"]
+        return compose_config(base + list(overrides))
+
+    return make
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "math500.jsonl").is_file():
+        pytest.skip(f"shared benchmark data not found at {SHARED_DATA} (set COPE_SHARED_DATA)")
+    return SHARED_DATA

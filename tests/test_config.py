@@ -1,0 +1,113 @@
+"""Composition of every config group and the checks made before any generation."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from cope.config import validate
+from cope.errors import ConfigError
+
+from conftest import CONF_DIR, compose_config
+
+
+def group_options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["task", "method", "pair", "backend", "tracker", "experiment"])
+def test_every_option_of_every_group_composes(group):
+    for option in group_options(group):
+        cfg = compose_config([f"{group}={option}"])
+        assert cfg.method.order, f"{group}={option} composed without stages"
+
+
+def test_every_packaged_and_api_model_has_a_price():
+    cfg = compose_config()
+    assert set(group_options("model")) == set(cfg.models)
+    for alias, model in cfg.models.items():
+        assert model.price in cfg.prices, alias
+    assert cfg.models["qwen-coder-1.5b"].price == "gpt-4o-mini"
+    assert cfg.prices["gpt-4o"].input_per_m == 2.5 and cfg.prices["gpt-4o"].output_per_m == 10.0
+    assert cfg.prices["gpt-4.1"].output_per_m == 8.0
+    assert cfg.prices["gemini-2.0-flash"].input_per_m == 0.1
+
+
+def test_cope_defaults_match_the_paper():
+    cfg = compose_config(["method=cope"])
+    s1, s2, s3 = (cfg.method.stages[n] for n in ("s1", "s2", "s3"))
+    assert (s1.votes, s1.threshold, s1.planner_temperature, s1.executor_temperature) == (8, 0.75, 0.8, 0.4)
+    assert (s2.votes, s2.threshold, s2.planner_temperature, s2.executor_temperature) == (8, 0.5, 0.8, 0.8)
+    assert (s1.plan, s2.plan, s3.plan) == ("goal", "guideline", "carry")
+    assert (s1.planner, s1.executor, s2.planner, s2.executor, s3.executor) == (
+        "small", "small", "large", "small", "large")
+    assert s2.keep_previous_plan and not s2.plan_per_sample and s1.plan_per_sample
+    assert s3.executor_temperature == 0.0 and s3.threshold is None
+
+
+def test_quickstart_is_ten_gsm8k_problems_on_the_cpu_pair():
+    cfg = compose_config(["experiment=quickstart"])
+    assert cfg.task.name == "gsm8k" and cfg.task.limit == 10
+    assert dict(cfg.pair.roles) == {"small": "qwen-coder-0.5b", "large": "qwen-coder-1.5b"}
+    assert cfg.backend.name == "llamacpp" and cfg.method.name == "cope"
+
+
+def test_a_misspelt_key_fails_at_composition():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_config(["method.tau_1=0.5"])
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_config(["method.stages.s1.vote=4"])
+
+
+def test_unknown_group_option_lists_the_valid_ones():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["method=copee"])
+    assert "cope" in str(info.value) and "small_majority" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["task.name=gsm8"], "Did you mean 'gsm8k'"),
+        (["task.limit=0"], "task.limit=0"),
+        (["task.ids=[]"], "task.ids is an empty list"),
+        (["method.votes=0"], "at least 1 sample"),
+        (["method.tau1=1.5"], "lies in [0, 1]"),
+        (["method.tau1=1.0"], "can never be met"),
+        (["method.threshold_op=gte"], "choose gt (>) or ge (>=)"),
+        (["method.stages.s1.planner=medium"], "Unknown role 'medium'"),
+        (["method.stages.s1.plan=sketch"], "plan='sketch'"),
+        (["method.order=[s1,s9]"], "Unknown stage 's9'"),
+        (["method.order=[]"], "at least one stage"),
+        (["pair.roles.large=gpt-5"], "Unknown model alias 'gpt-5'"),
+        (["backend.name=vllm"], "Unknown backend 'vllm'"),
+        (["cache.mode=sometimes"], "cache.mode"),
+    ],
+)
+def test_validation_errors_name_the_fix(overrides, message):
+    cfg = compose_config(overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("price, message", [(None, "has no price"), ("gpt-5", "Unknown price 'gpt-5'")])
+def test_a_role_without_a_valid_price_is_an_error(price, message):
+    cfg = compose_config()
+    cfg.models["qwen-coder-1.5b"].price = price
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert message in str(info.value) and "qwen-coder-1.5b" in str(info.value)
+
+
+def test_threshold_of_one_is_allowed_with_ge():
+    validate(compose_config(["method.tau1=1.0", "method.threshold_op=ge"]))
+
+
+def test_default_config_validates():
+    validate(compose_config())
+
+
+def test_conf_dir_is_the_projects():
+    assert (Path(CONF_DIR) / "config.yaml").is_file()

@@ -1,0 +1,105 @@
+"""Answer extraction, equivalence through math-verify, grading and the majority vote."""
+
+import pytest
+
+from cope.tasks.math import equivalent, extract_answer, grade, last_boxed, majority_vote
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so $\\boxed{42}$.", "42"),
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("nested \\boxed{\\frac{\\sqrt{3}}{2}} done", "\\frac{\\sqrt{3}}{2}"),
+        ("first \\boxed{1} then \\boxed{2}", "2"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("braceless \\boxed 7 here", "7"),
+        ("\\fbox{x+1}", "x+1"),
+        ("good \\boxed{3} then broken \\boxed{4", "3"),
+        ("no box", None),
+    ],
+)
+def test_last_boxed(text, expected):
+    assert last_boxed(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, fallback, expected",
+    [
+        ("Therefore, the final answer is: $\\boxed{18}$. I hope it is correct.", False, "18"),
+        ("The final answer is 1,234.", False, "1234"),
+        ("The final answer is: $x^2$", False, "x^2"),
+        ("blah\n#### 72", False, "72"),
+        ("She makes 18 dollars, then spends 3.", True, "3"),
+        ("She makes 18 dollars, then spends 3.", False, None),
+        ("", True, None),
+        ("no numbers at all", True, None),
+    ],
+)
+def test_extract_answer(text, fallback, expected):
+    assert extract_answer(text, last_number_fallback=fallback) == expected
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("\\frac{1}{2}", "0.5"),
+        ("1/2", "\\frac12"),
+        ("\\dfrac{3}{4}", "0.75"),
+        ("18", "18.00"),
+        ("\\$18", "18"),
+        ("18 \\text{ dollars}", "18"),
+        ("90^\\circ", "90"),
+        ("864 \\mbox{ inches}^2", "864"),
+        ("10,\\!080", "10080"),
+        ("(1,2]", "(1, 2]"),
+        ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"),
+        ("x=3", "3"),
+        ("2x+1", "1+2x"),
+    ],
+)
+def test_equivalent(a, b):
+    assert equivalent(a, b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("\\frac{1}{3}", "0.33"),
+        ("[1,2)", "(1,2]"),
+        ("17", "18"),
+        ("x+1", "x-1"),
+        (None, "1"),
+        ("1", None),
+    ],
+)
+def test_not_equivalent(a, b):
+    assert not equivalent(a, b)
+
+
+def test_grade_is_a_function_of_response_and_gold():
+    assert grade("Adding gives $\\boxed{\\frac{14}{3}}$.", "\\frac{14}{3}")
+    assert grade("Therefore, the final answer is: $\\boxed{4.6}$", "\\frac{14}{3}") is False
+    assert grade("The final answer is 0.5", "\\frac{1}{2}")
+    assert not grade("I cannot solve this.", "3")
+
+
+def test_majority_vote_groups_equivalent_forms():
+    verdict = majority_vote(["1/2", "0.5", "\\frac{1}{2}", "3", None, "3", "0.50", None])
+    assert verdict.answer == "1/2"
+    assert verdict.confidence == 4 / 8  # abstentions stay in the denominator
+    assert verdict.support == [0, 1, 2, 6]
+
+
+def test_majority_vote_tie_goes_to_the_group_seen_first():
+    verdict = majority_vote(["5", "7", "7", "5"])
+    assert verdict.answer == "5"
+    assert verdict.confidence == 0.5
+    assert verdict.support == [0, 3]
+
+
+def test_majority_vote_all_abstain():
+    verdict = majority_vote([None, None, None])
+    assert verdict.answer is None
+    assert verdict.confidence == 0.0
+    assert verdict.support == []
