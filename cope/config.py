@@ -30,7 +30,7 @@ class StageConfig:
     planner_temperature: float = 0.8
     executor_temperature: float = 0.0
     threshold: Optional[float] = None  # null: the stage always answers
-    plan_max_tokens: int = 160
+    plan_max_tokens: int = 128
     max_tokens: int = 512
 
 
@@ -41,6 +41,8 @@ class MethodConfig:
     tau1: float = 0.75
     tau2: float = 0.5
     threshold_op: str = "gt"  # gt: >, ge: >= (the paper says "exceeds" without pinning it)
+    max_tokens: int = 512  # executor budget, shared by the stages that interpolate it
+    plan_max_tokens: int = 128  # planner budget
     stages: dict[str, StageConfig] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # stages run, in this order
 
@@ -84,6 +86,10 @@ class BackendConfig:
     n_threads: Optional[int] = None  # null: all cores
     n_ctx: int = 4096
     n_batch: int = 512
+    # Reusing the KV cache of a matching prompt prefix is faster, but the last prompt token is
+    # then evaluated alone, which changes logits in the last bits: seeded samples reproduce
+    # exactly only without it.
+    reuse_prefix: bool = False
     verbose: bool = False
 
 

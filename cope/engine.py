@@ -34,7 +34,7 @@ class StageSpec:
     planner_temperature: float = 0.8
     executor_temperature: float = 0.0
     threshold: float | None = None
-    plan_max_tokens: int = 160
+    plan_max_tokens: int = 128
     max_tokens: int = 512
 
     @classmethod

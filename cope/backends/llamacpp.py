@@ -8,6 +8,7 @@ given to the current call (two concurrent decodes on the same cores only thrash)
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -64,7 +65,8 @@ class LlamaCppBackend(Backend):
                 model_path=str(path),
                 n_ctx=self.cfg.n_ctx,
                 n_batch=self.cfg.n_batch,
-                n_threads=self.cfg.n_threads,
+                # llama-cpp-python's own default is half the cores
+                n_threads=self.cfg.n_threads or os.cpu_count(),
                 seed=0,
                 verbose=self.cfg.verbose,
             )
@@ -77,6 +79,8 @@ class LlamaCppBackend(Backend):
         params = request.params
         with self._lock:
             start = time.perf_counter()
+            if not self.cfg.reuse_prefix:
+                llm.reset()
             try:
                 # Plain temperature/top-p sampling, as OpenAI-style APIs do: llama.cpp's
                 # top-k and min-p filters are switched off.

@@ -1,0 +1,89 @@
+"""The SQLite generation cache: keys, modes and several processes at once."""
+
+import multiprocessing as mp
+
+import pytest
+
+from cope.cache import GenerationCache
+from cope.errors import CacheMissError, ConfigError
+from cope.generation import BackendRequest, Completion, SamplingParams
+
+
+def request(index=0, temperature=0.8, seed=1, model="m", content="hi"):
+    return BackendRequest(model, (("user", content),), SamplingParams(temperature, 64, seed=seed), index)
+
+
+def test_key_covers_model_messages_params_and_index():
+    base = request()
+    assert base.cache_key() == request().cache_key()
+    for other in (request(index=1), request(model="n"), request(content="ho"),
+                  request(temperature=0.4), request(seed=2)):
+        assert other.cache_key() != base.cache_key()
+
+
+def test_greedy_samples_ignore_the_seed():
+    assert request(temperature=0.0, seed=1).cache_key() == request(temperature=0.0, seed=7).cache_key()
+
+
+def test_readwrite_roundtrip(tmp_path):
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    assert cache.get(request()) is None
+    completion = Completion("text", 3, 1, "stop", 0.5)
+    cache.put(request(), completion)
+    assert cache.get(request()) == completion
+    cache.put(request(), Completion("other", 1, 1))  # the first writer wins
+    assert cache.get(request()).text == "text"
+    assert cache.count() == 1
+
+
+def test_readonly_is_pure_replay(tmp_path):
+    path = tmp_path / "c.sqlite"
+    writer = GenerationCache(path)
+    writer.put(request(), Completion("text", 3, 1))
+    writer.close()
+    replay = GenerationCache(path, "readonly")
+    assert replay.get(request()).text == "text"
+    with pytest.raises(CacheMissError, match="readonly"):
+        replay.get(request(index=5))
+    replay.put(request(index=5), Completion("x", 1, 1))  # ignored
+    with pytest.raises(CacheMissError):
+        replay.get(request(index=5))
+
+
+def test_readonly_without_a_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        GenerationCache(tmp_path / "missing.sqlite", "readonly")
+
+
+def test_off_stores_nothing(tmp_path):
+    cache = GenerationCache(tmp_path / "c.sqlite", "off")
+    cache.put(request(), Completion("t", 1, 1))
+    assert cache.get(request()) is None
+    assert not (tmp_path / "c.sqlite").exists()
+
+
+def _writer(path, worker, count):
+    cache = GenerationCache(path)
+    for i in range(count):
+        # half the keys are shared by every worker, half are its own
+        shared = request(index=i)
+        own = request(index=i, model=f"worker{worker}")
+        cache.put(shared, Completion(f"shared {i}", 1, 1))
+        cache.put(own, Completion(f"own {worker} {i}", 1, 1))
+        assert cache.get(shared) is not None
+    cache.close()
+
+
+def test_several_processes_share_one_cache(tmp_path):
+    path = tmp_path / "c.sqlite"
+    GenerationCache(path).close()
+    ctx = mp.get_context("spawn")
+    workers = [ctx.Process(target=_writer, args=(str(path), w, 200)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    cache = GenerationCache(path)
+    assert cache.count() == 200 + 4 * 200
+    assert cache.get(request(index=7, model="worker3")).text == "own 3 7"
