@@ -1,0 +1,1 @@
+"""Analysis of cope run directories: loading, tables (significance tests and plots to come)."""
