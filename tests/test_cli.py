@@ -1,0 +1,49 @@
+"""The `cope` command: Hydra's usual flags and a multirun, on the scripted backend."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+SCRIPTED = ["backend.name=scripted", "pair=tiny-cpu", "task.limit=2", "progress=false"]
+
+
+def cope(*args, tmp_path):
+    env = dict(os.environ, COPE_RUNS_DIR=str(tmp_path / "runs"), COPE_HOME=str(tmp_path / "home"))
+    return subprocess.run([sys.executable, "-m", "cope.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_groups(tmp_path):
+    out = cope("--help", tmp_path=tmp_path)
+    assert out.returncode == 0
+    for group in ("task:", "method:", "model:", "pair:", "backend:", "tracker:", "experiment:"):
+        assert group in out.stdout
+    assert "small_majority" in out.stdout and "quickstart" in out.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = cope("--cfg", "job", "method.votes=4", tmp_path=tmp_path)
+    assert out.returncode == 0
+    assert "votes: 4" in out.stdout and "qwen-coder-1.5b" in out.stdout
+
+
+def test_multirun_runs_every_cell(tmp_path):
+    out = cope("-m", *SCRIPTED, "method.votes=2,4", "method.tau1=0.5,0.75", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = sorted((tmp_path / "runs" / "multirun").rglob("metrics.json"))
+    assert len(metrics) == 4
+    cells = {(json.loads(p.read_text())["n_problems"]) for p in metrics}
+    assert cells == {2}
+    configs = [(p.parent / "config.yaml").read_text() for p in metrics]
+    assert sum("tau1: 0.5\n" in c for c in configs) == 2
+
+
+def test_a_config_error_exits_with_a_message_and_no_traceback(tmp_path):
+    out = cope(*SCRIPTED, "task.limit=0", tmp_path=tmp_path)
+    assert out.returncode == 2
+    assert "task.limit=0" in out.stderr and "Traceback" not in out.stderr
+    assert not list(Path(tmp_path / "home").rglob("*.sqlite"))  # nothing generated
