@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +40,24 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Turn SIGTERM (a scheduler's or `kill`'s stop) into KeyboardInterrupt, so a stopped run
+    still closes its records and writes metrics.json like a Ctrl-C'd one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -196,7 +217,8 @@ class Run:
             progress = tqdm(total=len(self.problems), desc=f"{self.cfg.method.name} on "
                             f"{self.cfg.task.name}", unit="problem", dynamic_ncols=True)
         try:
-            asyncio.run(self._solve_all(progress))
+            with sigterm_as_interrupt():
+                asyncio.run(self._solve_all(progress))
             finished = True
         finally:
             if progress is not None:

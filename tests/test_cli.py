@@ -47,3 +47,27 @@ def test_a_config_error_exits_with_a_message_and_no_traceback(tmp_path):
     assert out.returncode == 2
     assert "task.limit=0" in out.stderr and "Traceback" not in out.stderr
     assert not list(Path(tmp_path / "home").rglob("*.sqlite"))  # nothing generated
+
+
+def test_a_stopped_run_keeps_its_records_and_writes_metrics(tmp_path):
+    """SIGTERM mid-run: finished problems stay recorded and metrics.json says it stopped."""
+    import signal
+    import time
+
+    env = dict(os.environ, COPE_RUNS_DIR=str(tmp_path / "runs"), COPE_HOME=str(tmp_path / "home"),
+               COPE_SCRIPTED_DELAY="0.05")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cope.cli", "backend.name=scripted", "pair=tiny-cpu",
+         "task.limit=200", "concurrency=1", "progress=false", f"run_dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    problems = tmp_path / "run" / "problems.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not problems.exists() or len(problems.read_text().splitlines()) < 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["finished"] is False
+    rows = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert 2 <= metrics["n_problems"] == len(rows) < 200
+    assert [r["index"] for r in rows] == list(range(len(rows)))

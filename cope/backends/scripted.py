@@ -6,7 +6,9 @@ prompt with a fixed, deterministic text derived from the request's identity.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 
 from cope.backends.base import Backend, OnComplete
@@ -24,9 +26,12 @@ def hashed_answer_responder(request: BackendRequest) -> str:
 class ScriptedBackend(Backend):
     name = "scripted"
 
-    def __init__(self, responder: Responder = hashed_answer_responder) -> None:
+    def __init__(self, responder: Responder = hashed_answer_responder, delay_s: float | None = None
+                 ) -> None:
         self.responder = responder
         self.requests: list[BackendRequest] = []
+        # a per-request delay lets tests stop a run midway (COPE_SCRIPTED_DELAY seconds)
+        self.delay_s = float(os.environ.get("COPE_SCRIPTED_DELAY", 0)) if delay_s is None else delay_s
 
     def add_model(self, alias: str, model_cfg) -> str:
         return f"scripted:{getattr(model_cfg, 'identity', alias)}"
@@ -37,6 +42,8 @@ class ScriptedBackend(Backend):
         out = []
         for i, request in enumerate(requests):
             self.requests.append(request)
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             text = self.responder(request)
             prompt_tokens = sum(len(content.split()) for _, content in request.messages)
             completion = Completion(
