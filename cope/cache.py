@@ -45,7 +45,9 @@ class GenerationCache:
                 "Run once with cache.mode=readwrite first."
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        # the event loop may run in a worker thread (notebooks); one thread at a time uses it
+        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 60000")
         if mode == "readwrite":
             self._db.execute("PRAGMA journal_mode = WAL")

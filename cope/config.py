@@ -187,7 +187,7 @@ def _validate_method(method: Any, roles: Any) -> None:
         raise ConfigError("method.order is empty: a method needs at least one stage.")
     if len(set(method.order)) != len(method.order):
         raise ConfigError(f"method.order={list(method.order)} names a stage twice.")
-    for position, name in enumerate(method.order):
+    for name in method.order:
         if name not in method.stages:
             raise ConfigError(
                 "method.order: " + unknown_name("stage", name, method.stages.keys())
@@ -204,12 +204,6 @@ def _validate_method(method: Any, roles: Any) -> None:
             raise ConfigError(
                 f"{where}.threshold={stage.threshold}: a consensus threshold lies in [0, 1]."
             )
-        if stage.threshold is not None and method.threshold_op == "gt" and stage.threshold >= 1.0:
-            if position < len(method.order) - 1:
-                raise ConfigError(
-                    f"{where}.threshold={stage.threshold} with threshold_op=gt can never be met, so the stage "
-                    "would always escalate: lower it or use threshold_op=ge."
-                )
         for temp_name in ("planner_temperature", "executor_temperature"):
             if getattr(stage, temp_name) < 0:
                 raise ConfigError(f"{where}.{temp_name} cannot be negative.")

@@ -68,7 +68,9 @@ class StageResult:
             "abstained": sum(a is None for a in self.verdict.answers),
             "answers": self.verdict.answers,
             "support": self.verdict.support,
-            "passed_on": [{"kind": p.kind, "author": p.author} for p in self.passed_on],
+            "tied": self.verdict.tied,
+            "plans": [[plan_ref(p) for p in plans] for plans in self.plans],
+            "passed_on": [plan_ref(p) for p in self.passed_on],
         }
 
 
@@ -79,6 +81,11 @@ class ProblemResult:
     resolved_stage: str
     stages: list[StageResult]
     generations: list[tuple[SampleTag, Generation]] = field(default_factory=list)
+
+
+def plan_ref(plan: Plan) -> dict[str, Any]:
+    """Where a plan came from: enough to find its text in samples.jsonl."""
+    return {"kind": plan.kind, "author": plan.author, "stage": plan.stage, "slot": plan.slot}
 
 
 def stable_seed(*parts: object) -> int:
@@ -107,11 +114,15 @@ class CascadeMethod:
         self.seed = seed
         self.threshold_op = threshold_op
 
-    def _params(self, temperature: float, max_tokens: int, sample_index: int) -> SamplingParams:
-        # The sampling seed depends on the run seed and the sample index only, so sample i of a
-        # prompt is the same whichever stage list, vote count or threshold asks for it.
-        seed = stable_seed("sample", self.seed, sample_index) % (2**31 - 1)
-        return SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    def _request(self, alias: str, messages, temperature: float, max_tokens: int,
+                 sample_index: int) -> GenerationRequest:
+        # The sampling seed depends on the run seed, the prompt and the sample index: sample i
+        # of a prompt is the same whichever stage list, vote count or threshold asks for it,
+        # and different prompts never share a random stream.
+        seed = stable_seed("sample", self.seed, messages, sample_index) % (2**31 - 1)
+        params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+        return GenerationRequest(model=alias, messages=messages, params=params,
+                                 sample_index=sample_index)
 
     async def _generate(self, problem: Problem, stage: StageSpec, kind: str, role: str,
                         requests: list[GenerationRequest], collected: list) -> list[Generation]:
@@ -127,20 +138,17 @@ class CascadeMethod:
         kinds = NEW_PLAN_KINDS[stage.plan]
         slots = stage.votes if stage.plan_per_sample else 1
         alias = self.roles[stage.planner]
+        order = [(slot, kind) for slot in range(slots) for kind in kinds]
         requests = [
-            GenerationRequest(
-                model=alias,
-                messages=self.task.plan_messages(problem, kind),
-                params=self._params(stage.planner_temperature, stage.plan_max_tokens, slot),
-                sample_index=slot,
-            )
-            for slot in range(slots)
-            for kind in kinds
+            self._request(alias, self.task.plan_messages(problem, kind), stage.planner_temperature,
+                          stage.plan_max_tokens, slot)
+            for slot, kind in order
         ]
         generations = await self._generate(problem, stage, "planner", stage.planner, requests,
                                            collected)
-        plans = [Plan(kind=kind, text=g.text.strip(), author=stage.planner)
-                 for g, (slot, kind) in zip(generations, [(s, k) for s in range(slots) for k in kinds])]
+        plans = [Plan(kind=kind, text=g.text.strip(), author=stage.planner, stage=stage.name,
+                      slot=slot)
+                 for g, (slot, kind) in zip(generations, order)]
         return [plans[slot * len(kinds):(slot + 1) * len(kinds)] for slot in range(slots)]
 
     async def run_stage(self, problem: Problem, stage: StageSpec, carried: list[Plan],
@@ -157,17 +165,13 @@ class CascadeMethod:
         contexts = [plans_for(i) for i in range(stage.votes)]
         alias = self.roles[stage.executor]
         requests = [
-            GenerationRequest(
-                model=alias,
-                messages=self.task.execute_messages(problem, contexts[i]),
-                params=self._params(stage.executor_temperature, stage.max_tokens, i),
-                sample_index=i,
-            )
+            self._request(alias, self.task.execute_messages(problem, contexts[i]),
+                          stage.executor_temperature, stage.max_tokens, i)
             for i in range(stage.votes)
         ]
         generations = await self._generate(problem, stage, "executor", stage.executor, requests,
                                            collected)
-        verdict = self.task.aggregate(problem, [g.text for g in generations])
+        verdict = self.task.aggregate(problem, [g.text for g in generations], rng)
         if is_last or stage.threshold is None:
             accepted = True
         else:

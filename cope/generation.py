@@ -83,6 +83,11 @@ class Completion:
     token_logprobs: tuple[float, ...] | None = None
     cached_tokens: int | None = None
 
+    @property
+    def failed(self) -> bool:
+        """A call that produced no usable output; it is recorded but never cached."""
+        return self.finish_reason.startswith("error")
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         if self.token_logprobs is not None:

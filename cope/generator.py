@@ -64,7 +64,8 @@ class Generator:
             def on_complete(k: int, completion: Completion) -> None:
                 i = positions[k]
                 self.backend_calls += 1
-                self.cache.put(resolved[i], completion)
+                if not completion.failed:
+                    self.cache.put(resolved[i], completion)
                 results[i] = self._finish(requests[i], completion, False, tags[i])
 
             await backend.generate([resolved[i] for i in positions], on_complete=on_complete)

@@ -13,12 +13,17 @@ from typing import Any
 
 import yaml
 
+from cope.errors import CopeError
 from cope.secrets import redact, secret_values
 
 SAMPLES = "samples.jsonl"
 PROBLEMS = "problems.jsonl"
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
+
+
+class RunDirError(CopeError):
+    """The run directory already holds records of another run."""
 
 
 def _line(record: dict[str, Any]) -> bytes:
@@ -42,6 +47,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 class RunRecorder:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
+        taken = [name for name in (SAMPLES, PROBLEMS, METRICS) if (self.run_dir / name).exists()]
+        if taken:
+            raise RunDirError(
+                f"{self.run_dir} already holds a run ({', '.join(taken)}); records are never "
+                "overwritten or mixed. Choose another run_dir (or hydra.run.dir)."
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._secrets = secret_values()
 

@@ -60,6 +60,29 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_coroutine(coroutine) -> None:
+    """asyncio.run, also from code that already runs an event loop (a Jupyter cell): there
+    the coroutine runs on a loop of its own in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=target, name="cope-run")
+    worker.start()
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
 def resolve_run_dir(cfg: DictConfig) -> Path:
     if cfg.run_dir:
         return Path(cfg.run_dir)
@@ -85,6 +108,9 @@ class Run:
         self.recorder.write_config(to_container(cfg))
         self.prices = PriceBook(cfg.models, cfg.prices)
         self.roles = {role: cfg.pair.roles[role] for role in used_roles(cfg.method)}
+        if "large" in self.roles and self.prices.cost(self.roles["large"], 10**6, 10**6) == 0:
+            log.warning("The large role is played by '%s', which is priced as free: every cost "
+                        "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
         bindings = self._bind_models(backends or {})
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
@@ -121,6 +147,7 @@ class Run:
             "model": alias,
             "sample_index": generation.request.sample_index,
             "temperature": generation.request.params.temperature,
+            "seed": generation.request.params.seed,
             "text": completion.text,
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
@@ -218,7 +245,7 @@ class Run:
                             f"{self.cfg.task.name}", unit="problem", dynamic_ncols=True)
         try:
             with sigterm_as_interrupt():
-                asyncio.run(self._solve_all(progress))
+                run_coroutine(self._solve_all(progress))
             finished = True
         finally:
             if progress is not None:

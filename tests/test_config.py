@@ -74,7 +74,6 @@ def test_unknown_group_option_lists_the_valid_ones():
         (["task.ids=[]"], "task.ids is an empty list"),
         (["method.votes=0"], "at least 1 sample"),
         (["method.tau1=1.5"], "lies in [0, 1]"),
-        (["method.tau1=1.0"], "can never be met"),
         (["method.threshold_op=gte"], "choose gt (>) or ge (>=)"),
         (["method.stages.s1.planner=medium"], "Unknown role 'medium'"),
         (["method.stages.s1.plan=sketch"], "plan='sketch'"),

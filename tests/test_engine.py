@@ -92,6 +92,18 @@ def test_plan_passed_on_is_one_that_gave_the_majority_and_stage2_sees_both_plans
     assert "Goal:" not in s3[0].messages[-1][1]
 
 
+def test_plan_choice_depends_on_the_problem():
+    from cope.tasks.base import Problem
+
+    s1 = ["9", "9", "9", "9", "4", "4", "4", "1"]
+    chosen = set()
+    for k in range(10):
+        problem = Problem(id=f"q{k}", question=PROBLEM.question, gold="9")
+        method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)))
+        chosen.add(solve(method, problem).stages[0].passed_on[0].slot)
+    assert chosen <= {0, 1, 2, 3} and len(chosen) > 1
+
+
 def test_plan_choice_is_seeded_by_run_seed_and_problem():
     s1 = ["9", "9", "9", "9", "4", "4", "4", "1"]
     chosen = []
@@ -105,11 +117,18 @@ def test_plan_choice_is_seeded_by_run_seed_and_problem():
     assert len(indices) > 1  # the seed changes the choice
 
 
-def test_tie_resolves_to_first_group_and_counts_half():
+def test_a_tie_is_broken_by_the_seeded_generator_and_counts_half():
     s1 = ["4", "9", "4", "9", "4", "9", "4", "9"]
-    method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)))
-    verdict = solve(method).stages[0].verdict
-    assert verdict.answer == "4" and verdict.confidence == 0.5
+    winners = set()
+    for seed in range(10):
+        method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)), seed=seed)
+        stage = solve(method).stages[0]
+        assert stage.verdict.confidence == 0.5 and stage.verdict.tied == 2
+        winners.add(stage.verdict.answer)
+        # g^S comes from the plans behind the winning answer
+        expected = {0, 2, 4, 6} if stage.verdict.answer == "4" else {1, 3, 5, 7}
+        assert stage.passed_on[0].slot in expected
+    assert winners == {"4", "9"}
 
 
 def test_votes_by_equivalence_not_string():
@@ -133,6 +152,29 @@ def test_reversed_roles_are_config():
     result = solve(method)
     assert result.resolved_stage == "s1"
     assert set(seen) == {("large", "plan"), ("large", "exec")}
+
+
+def test_reversed_roles_reach_stage_two():
+    """Stage 2 with the small model planning and the large one executing."""
+    stages = cope_stages("method.stages.s2.planner=small", "method.stages.s2.executor=large",
+                         "method.stages.s2.votes=2")
+    seen = []
+
+    def respond(request):
+        system, user = request.messages[0][1], request.messages[-1][1]
+        if "Do not solve" in system:
+            seen.append((request.model_identity, "guideline" if "coach" in system else "goal"))
+            return f"plan by {request.model_identity}"
+        if "Guideline:" in user:
+            seen.append((request.model_identity, "s2 exec"))
+            return "$\\boxed{9}$"
+        return f"$\\boxed{{{100 + request.sample_index}}}$"  # stage 1 never agrees
+
+    method, _ = build(stages, respond)
+    result = solve(method)
+    assert result.resolved_stage == "s2" and result.answer == "9"
+    assert ("small", "guideline") in seen and ("large", "guideline") not in seen
+    assert seen.count(("large", "s2 exec")) == 2
 
 
 def test_truncated_stage_list_last_stage_always_answers():

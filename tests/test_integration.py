@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from cope.errors import CacheMissError
 from cope.generation import BackendRequest, SamplingParams
 from cope.runner import run
 
@@ -19,6 +20,8 @@ TINY = [
     "pair=tiny-cpu", "task=gsm8k", "task.limit=2", "method=cope", "method.votes=2",
     "method.max_tokens=48", "method.plan_max_tokens=24", "backend.n_ctx=1024", "concurrency=2",
 ]
+# consensus can never exceed 1.0: every problem goes through all three stages
+ALL_STAGES = ["method.tau1=1.0", "method.tau2=1.0"]
 SAMPLE_FIELDS = {"problem_id", "stage", "role", "model", "sample_index", "text", "prompt_tokens",
                  "completion_tokens", "latency_s", "cache_hit"}
 PROBLEM_FIELDS = {"id", "answer", "gold", "correct", "resolved_stage", "stages", "cost_usd"}
@@ -41,7 +44,7 @@ def expected_calls(problems):
 
 
 def test_cope_end_to_end_records_and_cache_replay(make_config, tmp_path):
-    cfg = make_config(*TINY)
+    cfg = make_config(*TINY, *ALL_STAGES)
     first = run(cfg)
     run_dir = first.run_dir
     assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "samples.jsonl",
@@ -63,21 +66,27 @@ def test_cope_end_to_end_records_and_cache_replay(make_config, tmp_path):
     for p in problems:
         assert p["resolved_stage"] == p["stages"][-1]["stage"]
         assert p["stages"][0]["votes"] == 2
-    reached_s3 = sum(p["resolved_stage"] == "s3" for p in problems)
-    reached_s2 = sum(len(p["stages"]) >= 2 for p in problems)
-    assert metrics["large_calls"] == reached_s2 + reached_s3
-    assert sum(metrics["resolved_by_stage"].values()) == 2
+    assert metrics["resolved_by_stage"] == {"s1": 0, "s2": 0, "s3": 2}
+    assert len(samples) == 2 * (2 * 2 + 1 + 2 + 1)
+    assert metrics["large_calls"] == 2 * 2  # the guideline and the stage-3 execution
+    by_stage = {(s["problem_id"], s["stage"], s["role"]) for s in samples}
+    assert ("0", "s2", "planner") in by_stage and ("1", "s3", "executor") in by_stage
     assert metrics["accuracy"] == sum(p["correct"] for p in problems) / 2
 
     # the same config again: every generation comes from the cache
-    second = run(make_config(*TINY, f"run_dir={tmp_path / 'again'}"))
+    second = run(make_config(*TINY, *ALL_STAGES, f"run_dir={tmp_path / 'again'}"))
     assert second.metrics["backend_calls"] == 0
     assert second.metrics["cache_hits"] == len(samples)
     assert (second.run_dir / "problems.jsonl").read_bytes() == (run_dir / "problems.jsonl").read_bytes()
 
-    # a readonly replay of the same run works; one that needs a new sample fails before paying
-    replay = run(make_config(*TINY, f"run_dir={tmp_path / 'replay'}", "cache.mode=readonly"))
+    # a readonly replay reproduces the run; one that needs a sample the cache lacks fails
+    replay = run(make_config(*TINY, *ALL_STAGES, f"run_dir={tmp_path / 'replay'}",
+                             "cache.mode=readonly"))
     assert replay.metrics["backend_calls"] == 0
+    assert (replay.run_dir / "problems.jsonl").read_bytes() == (run_dir / "problems.jsonl").read_bytes()
+    with pytest.raises(CacheMissError):
+        run(make_config(*TINY, *ALL_STAGES, "method.votes=3", f"run_dir={tmp_path / 'more'}",
+                        "cache.mode=readonly"))
 
 
 def test_a_seeded_sample_reproduces(make_config):

@@ -33,6 +33,10 @@ def test_last_boxed(text, expected):
         ("She makes 18 dollars, then spends 3.", True, "3"),
         ("She makes 18 dollars, then spends 3.", False, None),
         ("", True, None),
+        ("so she pays 7, and keeps 3, then", True, "3"),
+        ("It costs 1,250, in total", True, "1250"),
+        ("Therefore, the final answer is: $\\boxed{answer}$.", False, None),
+        ("The final answer is: answer", False, None),
         ("no numbers at all", True, None),
     ],
 )
@@ -91,11 +95,18 @@ def test_majority_vote_groups_equivalent_forms():
     assert verdict.support == [0, 1, 2, 6]
 
 
-def test_majority_vote_tie_goes_to_the_group_seen_first():
+def test_majority_vote_tie_goes_to_the_group_seen_first_without_rng():
     verdict = majority_vote(["5", "7", "7", "5"])
     assert verdict.answer == "5"
-    assert verdict.confidence == 0.5
+    assert verdict.confidence == 0.5 and verdict.tied == 2
     assert verdict.support == [0, 3]
+
+
+def test_majority_vote_tie_drawn_with_rng():
+    import random
+
+    winners = {majority_vote(["5", "7", "7", "5"], random.Random(seed)).answer for seed in range(20)}
+    assert winners == {"5", "7"}
 
 
 def test_majority_vote_all_abstain():

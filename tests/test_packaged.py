@@ -24,7 +24,8 @@ def fake_parts(tmp_path, monkeypatch):
     monkeypatch.setenv("COPE_HOME", str(tmp_path / "home"))
     model = PackagedModel(
         "fake", "fake.gguf", hashlib.sha256(b"".join(chunks)).hexdigest(),
-        tuple(ModelPart(f"fakepart{k}", f"data/part{k:02d}.bin", f"fake-part{k}==1.0") for k in (1, 2)),
+        tuple(ModelPart(f"fakepart{k}", f"data/part{k:02d}.bin", f"fake-part{k}==1.0",
+                        hashlib.sha256(chunks[k - 1]).hexdigest()) for k in (1, 2)),
     )
     monkeypatch.setitem(packaged.PACKAGED_MODELS, "fake", model)
     return site, model, chunks
@@ -45,7 +46,9 @@ def test_a_corrupt_part_is_refused_and_names_the_package(fake_parts):
     (site / "fakepart2" / "data" / "part02.bin").write_bytes(b"c" * 777)
     with pytest.raises(ModelFileError) as info:
         ensure_packaged_model("fake")
-    assert "sha256" in str(info.value) and "fake-part1==1.0" in str(info.value)
+    message = str(info.value)
+    assert "sha256" in message and "'fake-part2==1.0'" in message
+    assert "fake-part1" not in message  # the intact part is not blamed
     assert not (packaged.models_dir() / "fake.gguf").exists()
 
 
@@ -62,7 +65,7 @@ def test_a_missing_part_names_the_package(fake_parts):
     (site / "fakepart2" / "data" / "part02.bin").unlink()
     with pytest.raises(ModelFileError) as info:
         ensure_packaged_model("fake")
-    assert "fake-part2==1.0" in str(info.value)
+    assert "fake-part2==1.0" in str(info.value) and "fake-part1" not in str(info.value)
 
 
 def test_unknown_packaged_model_lists_the_known_ones():

@@ -59,6 +59,8 @@ class LlamaCppBackend(Backend):
     def add_model(self, alias: str, model_cfg) -> str:
         path, sha256 = resolve_model_file(alias, model_cfg)
         identity = f"{model_cfg.identity}@gguf-sha256:{sha256}"
+        if self.cfg.reuse_prefix:  # it changes outputs in the last bits: keep its samples apart
+            identity += "+prefix-reuse"
         if identity not in self._models:
             Llama = _import_llama()
             self._models[identity] = Llama(
@@ -94,8 +96,12 @@ class LlamaCppBackend(Backend):
                     stop=list(params.stop) or None,
                     seed=params.seed,
                 )
-            except ValueError as exc:  # llama-cpp-python reports context overflow this way
-                raise BackendError(f"llama.cpp could not complete the request: {exc}") from exc
+            except ValueError as exc:
+                # llama-cpp-python reports a prompt longer than the context this way: a failed
+                # sample (an abstention), recorded as such and never cached
+                return Completion(text="", prompt_tokens=0, completion_tokens=0,
+                                  finish_reason=f"error: {exc}",
+                                  latency_s=time.perf_counter() - start)
             latency = time.perf_counter() - start
         choice = out["choices"][0]
         usage = out["usage"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ class Plan:
     kind: str  # goal or guideline
     text: str
     author: str  # the role that wrote it (small, large, ...)
+    stage: str = ""  # the stage that wrote it
+    slot: int = 0  # the planner's sample index
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Verdict:
     confidence: float  # in [0, 1]
     support: list[int]  # indices of the samples that back the answer
     answers: list[str | None]  # per-sample extracted answers (None: abstained)
+    tied: int = 1  # how many answers shared the top vote count
 
 
 class Task(ABC):
@@ -58,8 +62,10 @@ class Task(ABC):
         """The executor's prompt, conditioned on the given plans (possibly none)."""
 
     @abstractmethod
-    def aggregate(self, problem: Problem, texts: list[str]) -> Verdict:
-        """Combine a stage's samples into an answer and a confidence."""
+    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
+                  ) -> Verdict:
+        """Combine a stage's samples into an answer and a confidence; `rng` (seeded per run,
+        problem and stage) breaks ties."""
 
     @abstractmethod
     def is_correct(self, problem: Problem, answer: str | None) -> bool:

@@ -9,6 +9,7 @@ this module only finds the answer in a response and groups equivalent answers.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from functools import lru_cache
@@ -24,7 +25,9 @@ _FINAL_ANSWER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _HASHES = re.compile(r"####\s*(?P<answer>[^\n]+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
+# what a model writes when it copies the prompt's "\boxed{answer}" literally
+_PLACEHOLDERS = {"answer", "your answer", "final answer", "[answer]", "..."}
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -57,9 +60,11 @@ def last_boxed(text: str) -> str | None:
 
 def _clean(answer: str) -> str:
     answer = answer.strip().strip("$").strip()
-    answer = answer.rstrip(".").strip()
+    answer = answer.rstrip(".,;:").strip()
     if _THOUSANDS.match(answer):
         answer = answer.replace(",", "")
+    if answer.lower() in _PLACEHOLDERS:
+        return ""  # a copied template is no answer
     return answer
 
 
@@ -134,11 +139,12 @@ def grade(response: str, gold: str) -> bool:
     return equivalent(extract_answer(response, last_number_fallback=False), gold)
 
 
-def majority_vote(answers: list[str | None]) -> Verdict:
-    """Group equivalent answers; the largest group wins (ties: the group seen first).
+def majority_vote(answers: list[str | None], rng: random.Random | None = None) -> Verdict:
+    """Group equivalent answers; the largest group wins.
 
     Confidence is the winning group's size over all samples, abstentions included, as in
-    the paper: votes(top answer) / n.
+    the paper: votes(top answer) / n. The paper does not say how ties break: with `rng`, a
+    tied group is drawn at random; without, the group seen first wins.
     """
     groups: list[tuple[str, list[int]]] = []
     for i, answer in enumerate(answers):
@@ -152,9 +158,12 @@ def majority_vote(answers: list[str | None]) -> Verdict:
             groups.append((answer, [i]))
     if not groups:
         return Verdict(answer=None, confidence=0.0, support=[], answers=list(answers))
-    best, support = max(groups, key=lambda group: len(group[1]))  # max keeps the first of ties
+    top = max(len(members) for _, members in groups)
+    tied = [group for group in groups if len(group[1]) == top]
+    best, support = rng.choice(tied) if rng is not None and len(tied) > 1 else tied[0]
     return Verdict(
-        answer=best, confidence=len(support) / len(answers), support=support, answers=list(answers)
+        answer=best, confidence=top / len(answers), support=support, answers=list(answers),
+        tied=len(tied),
     )
 
 
@@ -197,8 +206,9 @@ class MathTask(Task):
     def extract(self, text: str) -> str | None:
         return extract_answer(text, last_number_fallback=self.last_number_fallback)
 
-    def aggregate(self, problem: Problem, texts: list[str]) -> Verdict:
-        return majority_vote([self.extract(text) for text in texts])
+    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
+                  ) -> Verdict:
+        return majority_vote([self.extract(text) for text in texts], rng)
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         return equivalent(answer, problem.gold)
