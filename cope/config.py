@@ -100,6 +100,12 @@ class CacheConfig:
 
 
 @dataclass
+class BudgetConfig:
+    max_usd: Optional[float] = None  # money a run may spend on backend calls
+    max_large_calls: Optional[int] = None  # backend calls the large model may receive
+
+
+@dataclass
 class TrackerConfig:
     name: str = "none"
 
@@ -114,7 +120,9 @@ class CopeConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     seed: int = 0
+    resume: bool = False  # continue the run in run_dir: finished problems are kept
     concurrency: int = 4  # problems in flight at once
     progress: bool = True
     runs_dir: str = "runs"
@@ -150,6 +158,17 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
     if cfg.concurrency < 1:
         raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
+    if cfg.budget.max_usd is not None and cfg.budget.max_usd < 0:
+        raise ConfigError(f"budget.max_usd={cfg.budget.max_usd}: a budget cannot be negative.")
+    if cfg.budget.max_large_calls is not None and cfg.budget.max_large_calls < 0:
+        raise ConfigError(f"budget.max_large_calls={cfg.budget.max_large_calls}: cannot be negative.")
+    if cfg.resume and not cfg.run_dir:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            HydraConfig.get()
+        except ValueError:
+            raise ConfigError("resume=true needs the run_dir of the run to continue.") from None
     if cfg.cache.mode not in CACHE_MODES:
         raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
     _validate_method(cfg.method, cfg.pair.roles)

@@ -79,7 +79,20 @@ class CostLedger:
             "by_stage_usd": dict(self.by_stage),
             "by_model_usd": dict(self.by_model),
             "by_role_usd": dict(self.by_role),
+            "calls_by_role": dict(self.calls_by_role),
+            "tokens_by_model": {k: dict(v) for k, v in self.tokens_by_model.items()},
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CostLedger":
+        ledger = cls()
+        ledger.total = float(data["total_usd"])
+        for mine, key in ((ledger.by_stage, "by_stage_usd"), (ledger.by_model, "by_model_usd"),
+                          (ledger.by_role, "by_role_usd"), (ledger.calls_by_role, "calls_by_role")):
+            mine.update(data.get(key, {}))
+        for model, tokens in data.get("tokens_by_model", {}).items():
+            ledger.tokens_by_model[model].update(tokens)
+        return ledger
 
 
 def per_million_problems(total_usd: float, n_problems: int) -> float:

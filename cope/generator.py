@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cope.backends.base import Backend
+from cope.budget import Budget
 from cope.cache import GenerationCache
 from cope.generation import BackendRequest, Completion, Generation, GenerationRequest, SampleTag
 
@@ -26,10 +27,11 @@ class ModelBinding:
 
 class Generator:
     def __init__(self, bindings: dict[str, ModelBinding], cache: GenerationCache,
-                 on_sample: OnSample | None = None) -> None:
+                 on_sample: OnSample | None = None, budget: Budget | None = None) -> None:
         self.bindings = bindings
         self.cache = cache
         self.on_sample = on_sample
+        self.budget = budget
         self.backend_calls = 0
         self.cache_hits = 0
 
@@ -60,15 +62,35 @@ class Generator:
                 backends[id(backend)] = backend
                 misses.setdefault(id(backend), []).append(i)
 
+        # reserve the worst case of every call before any is sent: a batch that could take the
+        # run over budget is not started
+        reservations = {}
+        try:
+            if self.budget is not None:
+                for positions in misses.values():
+                    for i in positions:
+                        reservations[i] = self.budget.reserve(requests[i], tags[i])
+        except BaseException:
+            for reservation in reservations.values():
+                self.budget.release(reservation)
+            raise
+
         async def run(backend: Backend, positions: list[int]) -> None:
             def on_complete(k: int, completion: Completion) -> None:
                 i = positions[k]
                 self.backend_calls += 1
+                if i in reservations:
+                    self.budget.settle(reservations.pop(i), requests[i], completion)
                 if not completion.failed:
                     self.cache.put(resolved[i], completion)
                 results[i] = self._finish(requests[i], completion, False, tags[i])
 
-            await backend.generate([resolved[i] for i in positions], on_complete=on_complete)
+            try:
+                await backend.generate([resolved[i] for i in positions], on_complete=on_complete)
+            finally:
+                for i in positions:
+                    if i in reservations:
+                        self.budget.release(reservations.pop(i))
 
         await asyncio.gather(*(run(backends[key], positions) for key, positions in misses.items()))
         missing = [i for i, result in enumerate(results) if result is None]

@@ -39,22 +39,87 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# keys that may change between a run and its resumption without changing its results
+RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def read_complete_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file that were written whole: a last line without its newline
+    (a process killed mid-write) is dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    data = path.read_bytes()
+    for raw in data.split(b"\n")[:-1]:  # the piece after the last newline is torn or empty
+        if raw.strip():
+            try:
+                rows.append(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ, ignoring those a resumed run may change."""
+    a = {k: v for k, v in _flatten(old).items() if k.split(".")[0] not in RESUMABLE_CHANGES}
+    b = {k: v for k, v in _flatten(new).items() if k.split(".")[0] not in RESUMABLE_CHANGES}
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 class RunRecorder:
-    def __init__(self, run_dir: str | Path) -> None:
+    """Writes one run's records. With `resume`, continues a run that stopped: it keeps the
+    problems that finished and their samples, and drops the samples of the problem that was
+    cut off (they are regenerated from the cache at no cost)."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], resume: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        self._secrets = secret_values()
+        self.resumed: list[dict[str, Any]] = []
+        config = redact(config, self._secrets)
         taken = [name for name in (SAMPLES, PROBLEMS, METRICS) if (self.run_dir / name).exists()]
-        if taken:
+        if taken and not resume:
             raise RunDirError(
                 f"{self.run_dir} already holds a run ({', '.join(taken)}); records are never "
-                "overwritten or mixed. Choose another run_dir (or hydra.run.dir)."
+                "overwritten or mixed. Choose another run_dir (or hydra.run.dir), or continue "
+                "that run with resume=true."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._secrets = secret_values()
+        if resume and (self.run_dir / CONFIG).exists():
+            self._continue(config)
+        else:
+            write_atomic(self.run_dir / CONFIG,
+                         yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    def _continue(self, config: dict[str, Any]) -> None:
+        old = yaml.safe_load((self.run_dir / CONFIG).read_text())
+        differences = config_differences(old, config)
+        if differences:
+            raise RunDirError(
+                f"resume=true: {self.run_dir} holds a run of another config (differs in "
+                f"{', '.join(differences[:8])}). Resume with the same config, or use a new run_dir."
+            )
+        self.resumed = read_complete_lines(self.run_dir / PROBLEMS)
+        finished = {row["id"] for row in self.resumed}
+        samples = [s for s in read_complete_lines(self.run_dir / SAMPLES)
+                   if s.get("problem_id") in finished]
+        write_atomic(self.run_dir / SAMPLES, "".join(_line(s).decode("utf-8") for s in samples))
+        write_atomic(self.run_dir / PROBLEMS,
+                     "".join(_line(r).decode("utf-8") for r in self.resumed))
+        (self.run_dir / METRICS).unlink(missing_ok=True)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -62,10 +127,6 @@ class RunRecorder:
             os.write(fd, _line(redact(record, self._secrets)))
         finally:
             os.close(fd)
-
-    def write_config(self, config: dict[str, Any]) -> None:
-        text = yaml.safe_dump(redact(config), sort_keys=False, allow_unicode=True)
-        write_atomic(self.run_dir / CONFIG, text)
 
     def sample(self, record: dict[str, Any]) -> None:
         self._append(SAMPLES, record)

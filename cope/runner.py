@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cope.backends import Backend, create_backend
+from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
@@ -104,8 +105,7 @@ class Run:
         self.task = create_task(cfg.task)
         self.problems = select(self.task.load(), cfg.task.ids, cfg.task.offset, cfg.task.limit)
         self.run_dir = resolve_run_dir(cfg)
-        self.recorder = RunRecorder(self.run_dir)
-        self.recorder.write_config(to_container(cfg))
+        self.recorder = RunRecorder(self.run_dir, to_container(cfg), resume=cfg.resume)
         self.prices = PriceBook(cfg.models, cfg.prices)
         self.roles = {role: cfg.pair.roles[role] for role in used_roles(cfg.method)}
         if "large" in self.roles and self.prices.cost(self.roles["large"], 10**6, 10**6) == 0:
@@ -115,12 +115,20 @@ class Run:
         bindings = self._bind_models(backends or {})
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         self.cache = GenerationCache(cache_path, cfg.cache.mode)
-        self.generator = Generator(bindings, self.cache, on_sample=self._record_sample)
+        self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
+        self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
+                                   budget=self.budget)
         stages = [StageSpec.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
                                     seed=cfg.seed, threshold_op=cfg.method.threshold_op)
+        # a resumed run starts from the problems that already finished
+        self.rows: list[dict[str, Any]] = list(self.recorder.resumed)
         self.ledger = CostLedger()
-        self.rows: list[dict[str, Any]] = []
+        for row in self.rows:
+            self.ledger.merge(CostLedger.from_json(row["cost"]))
+        done = {row["id"] for row in self.rows}
+        self.pending = [p for p in self.problems if p.id not in done]
+        self.stopped_reason: str | None = None
 
     def _bind_models(self, injected: dict[str, Backend]) -> dict[str, ModelBinding]:
         """Load every model the method uses before the first generation."""
@@ -178,20 +186,21 @@ class Run:
             "stages": [stage.to_json() for stage in result.stages],
             "cost_usd": ledger.total,
             "cost": ledger.to_json(),
-            "calls_by_role": dict(ledger.calls_by_role),
         }
 
     def metrics(self, wall_time: float, finished: bool) -> dict[str, Any]:
         n = len(self.rows)
         correct = sum(row["correct"] for row in self.rows)
         resolved = Counter(row["resolved_stage"] for row in self.rows)
-        large_calls = sum(row["calls_by_role"].get("large", 0) for row in self.rows)
+        large_calls = sum(row["cost"]["calls_by_role"].get("large", 0) for row in self.rows)
         return {
             "task": self.cfg.task.name,
             "method": self.cfg.method.name,
             "pair": self.cfg.pair.name,
             "finished": finished,
+            "stopped_reason": self.stopped_reason,
             "n_problems": n,
+            "n_resumed": len(self.recorder.resumed),
             "n_selected": len(self.problems),
             "n_correct": correct,
             "accuracy": correct / n if n else 0.0,
@@ -209,6 +218,7 @@ class Run:
             "large_calls": large_calls,
             "backend_calls": self.generator.backend_calls,
             "cache_hits": self.generator.cache_hits,
+            "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
@@ -232,7 +242,7 @@ class Run:
                 )
                 progress.update(1)
 
-        await asyncio.gather(*(one(problem) for problem in self.problems))
+        await asyncio.gather(*(one(problem) for problem in self.pending))
 
     def execute(self) -> RunResult:
         start = time.perf_counter()
@@ -241,12 +251,20 @@ class Run:
         if self.cfg.progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(self.problems), desc=f"{self.cfg.method.name} on "
-                            f"{self.cfg.task.name}", unit="problem", dynamic_ncols=True)
+            progress = tqdm(total=len(self.problems), initial=len(self.rows),
+                            desc=f"{self.cfg.method.name} on {self.cfg.task.name}",
+                            unit="problem", dynamic_ncols=True)
         try:
             with sigterm_as_interrupt():
                 run_coroutine(self._solve_all(progress))
             finished = True
+        except BudgetExceeded as exc:
+            self.stopped_reason = f"budget: {exc}"
+            log.warning("Stopped before exceeding the budget after %d of %d problems: %s",
+                        len(self.rows), len(self.problems), exc)
+        except KeyboardInterrupt:
+            self.stopped_reason = "interrupted"
+            raise
         finally:
             if progress is not None:
                 progress.close()
@@ -275,9 +293,9 @@ def run(cfg: DictConfig, backends: dict[str, Backend] | None = None) -> RunResul
 def summary(result: RunResult) -> str:
     m = result.metrics
     stages = ", ".join(f"{k}: {v}" for k, v in m["resolved_by_stage"].items())
+    status = "" if m["finished"] else f" of {m['n_selected']} (stopped: {m['stopped_reason']})"
     lines = [
-        f"{m['method']} on {m['task']} ({m['pair']}): {m['n_problems']} problems"
-        + ("" if m["finished"] else " (interrupted)"),
+        f"{m['method']} on {m['task']} ({m['pair']}): {m['n_problems']} problems" + status,
         f"  accuracy        {m['accuracy']:.1%} ({m['n_correct']}/{m['n_problems']})",
         f"  cost            ${m['cost_usd_per_million']:,.2f} per million problems "
         f"(${m['cost_usd_total']:.6f} in all)",
