@@ -90,6 +90,10 @@ class BackendConfig:
     # then evaluated alone, which changes logits in the last bits: seeded samples reproduce
     # exactly only without it.
     reuse_prefix: bool = False
+    # sequences decoded together (the n executions of a stage): much faster on a CPU; 1 decodes
+    # one request at a time, whose seeded samples reproduce exactly on their own
+    batch_size: int = 8
+    batch_n_ctx: int = 16384  # KV cells shared by a batch (per sequence: batch_n_ctx / batch_size)
     verbose: bool = False
 
 
@@ -156,6 +160,12 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"task.offset={cfg.task.offset}: must be 0 or more.")
     if cfg.task.ids is not None and len(cfg.task.ids) == 0:
         raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
+    if cfg.backend.batch_size < 1:
+        raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
+    if cfg.backend.batch_n_ctx < cfg.backend.batch_size * 256:
+        raise ConfigError(
+            f"backend.batch_n_ctx={cfg.backend.batch_n_ctx} leaves under 256 KV cells per sequence "
+            f"for batch_size={cfg.backend.batch_size}: raise it or lower batch_size.")
     if cfg.concurrency < 1:
         raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
     if cfg.budget.max_usd is not None and cfg.budget.max_usd < 0:

@@ -89,22 +89,29 @@ def test_cope_end_to_end_records_and_cache_replay(make_config, tmp_path):
                         "cache.mode=readonly"))
 
 
-def test_a_seeded_sample_reproduces(make_config):
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_seeded_sample_reproduces(make_config, batch_size):
+    """One at a time, a seeded sample reproduces whatever ran before it; batched, the same
+    batch reproduces."""
     from cope.backends.llamacpp import LlamaCppBackend
     import asyncio
 
-    cfg = make_config(*TINY)
+    cfg = make_config(*TINY, f"backend.batch_size={batch_size}")
     backend = LlamaCppBackend(cfg.backend)
     identity = backend.add_model("smollm2-135m", cfg.models["smollm2-135m"])
-    assert identity.endswith(
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+    assert "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53" in identity
+    assert identity.endswith("+batched") == (batch_size > 1)
     messages = (("user", "Name three colours."),)
+    other = (("system", "Be brief."), ("user", "Name a fruit."))
     a = BackendRequest(identity, messages, SamplingParams(0.9, 24, seed=11), 0)
     b = BackendRequest(identity, messages, SamplingParams(0.9, 24, seed=12), 1)
-    texts = asyncio.run(backend.generate([a, b, a]))
+    c = BackendRequest(identity, other, SamplingParams(0.0, 24, seed=0), 0)
+    first = asyncio.run(backend.generate([a, b, c]))
+    again = asyncio.run(backend.generate([a, b, c]))
     backend.close()
-    assert texts[0].text == texts[2].text
-    assert texts[0].prompt_tokens > 5
+    assert [x.text for x in first] == [x.text for x in again]
+    assert first[0].text != first[1].text  # different seeds, different samples
+    assert all(x.prompt_tokens > 5 and 0 < x.completion_tokens <= 24 for x in first)
 
 
 def test_cli_prints_summary_and_run_dir_last(tmp_path):

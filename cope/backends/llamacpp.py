@@ -54,55 +54,71 @@ class LlamaCppBackend(Backend):
     def __init__(self, cfg) -> None:
         self.cfg = cfg
         self._models: dict[str, object] = {}
+        self._decoders: dict[str, object] = {}  # identity -> BatchDecoder
         self._lock = threading.Lock()
 
     def add_model(self, alias: str, model_cfg) -> str:
         path, sha256 = resolve_model_file(alias, model_cfg)
         identity = f"{model_cfg.identity}@gguf-sha256:{sha256}"
-        if self.cfg.reuse_prefix:  # it changes outputs in the last bits: keep its samples apart
+        # both change outputs in the last bits: keep their samples apart in the cache
+        if self.cfg.batch_size > 1:
+            identity += "+batched"
+        elif self.cfg.reuse_prefix:
             identity += "+prefix-reuse"
         if identity not in self._models:
             Llama = _import_llama()
-            self._models[identity] = Llama(
+            threads = self.cfg.n_threads or os.cpu_count()  # llama-cpp-python's default is half
+            llm = Llama(
                 model_path=str(path),
                 n_ctx=self.cfg.n_ctx,
                 n_batch=self.cfg.n_batch,
-                # llama-cpp-python's own default is half the cores
-                n_threads=self.cfg.n_threads or os.cpu_count(),
+                n_threads=threads,
                 seed=0,
                 verbose=self.cfg.verbose,
             )
+            if "tokenizer.chat_template" in llm.metadata:
+                llm.chat_format = "chat_template.default"  # the GGUF's own template, never a guess
+            self._models[identity] = llm
+            if self.cfg.batch_size > 1:
+                from cope.backends.llamacpp_batch import BatchDecoder
+
+                self._decoders[identity] = BatchDecoder(
+                    llm, self.cfg.batch_size, self.cfg.batch_n_ctx // self.cfg.batch_size,
+                    threads, self.cfg.n_batch)
         return identity
 
     def _complete(self, request: BackendRequest) -> Completion:
+        with self._lock:
+            return self._complete_unlocked(request)
+
+    def _complete_unlocked(self, request: BackendRequest) -> Completion:
         llm = self._models.get(request.model_identity)
         if llm is None:
             raise BackendError(f"llama.cpp backend has no model '{request.model_identity}'.")
         params = request.params
-        with self._lock:
-            start = time.perf_counter()
-            if not self.cfg.reuse_prefix:
-                llm.reset()
-            try:
-                # Plain temperature/top-p sampling, as OpenAI-style APIs do: llama.cpp's
-                # top-k and min-p filters are switched off.
-                out = llm.create_chat_completion(
-                    messages=messages_to_dicts(request.messages),
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    top_k=0,
-                    min_p=0.0,
-                    max_tokens=params.max_tokens,
-                    stop=list(params.stop) or None,
-                    seed=params.seed,
-                )
-            except ValueError as exc:
-                # llama-cpp-python reports a prompt longer than the context this way: a failed
-                # sample (an abstention), recorded as such and never cached
-                return Completion(text="", prompt_tokens=0, completion_tokens=0,
-                                  finish_reason=f"error: {exc}",
-                                  latency_s=time.perf_counter() - start)
-            latency = time.perf_counter() - start
+        start = time.perf_counter()
+        if not self.cfg.reuse_prefix:
+            llm.reset()
+        try:
+            # Plain temperature/top-p sampling, as OpenAI-style APIs do: llama.cpp's
+            # top-k and min-p filters are switched off.
+            out = llm.create_chat_completion(
+                messages=messages_to_dicts(request.messages),
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=0,
+                min_p=0.0,
+                max_tokens=params.max_tokens,
+                stop=list(params.stop) or None,
+                seed=params.seed,
+            )
+        except ValueError as exc:
+            # llama-cpp-python reports a prompt longer than the context this way: a failed
+            # sample (an abstention), recorded as such and never cached
+            return Completion(text="", prompt_tokens=0, completion_tokens=0,
+                              finish_reason=f"error: {exc}",
+                              latency_s=time.perf_counter() - start)
+        latency = time.perf_counter() - start
         choice = out["choices"][0]
         usage = out["usage"]
         return Completion(
@@ -113,18 +129,59 @@ class LlamaCppBackend(Backend):
             latency_s=latency,
         )
 
+    def _complete_batch(self, requests: list[BackendRequest]) -> list[Completion]:
+        """Requests for one model, decoded together (see llamacpp_batch)."""
+        from cope.backends.llamacpp_batch import SequenceParams, chat_prompt_tokens, detokenize
+
+        identity = requests[0].model_identity
+        llm, decoder = self._models[identity], self._decoders[identity]
+        with self._lock:
+            start = time.perf_counter()
+            prompts = [chat_prompt_tokens(llm, messages_to_dicts(r.messages)) for r in requests]
+            params = [SequenceParams(r.params.temperature, r.params.top_p, r.params.seed,
+                                     r.params.max_tokens) for r in requests]
+            per_sequence = self.cfg.batch_n_ctx // self.cfg.batch_size
+            too_long = [len(p) + q.max_tokens > per_sequence for p, q in zip(prompts, params)]
+            if any(too_long):
+                return [self._complete_unlocked(r) for r in requests]
+            results = decoder.generate(prompts, params)
+            latency = time.perf_counter() - start
+        return [
+            Completion(text=detokenize(llm, r.tokens), prompt_tokens=r.prompt_tokens,
+                       completion_tokens=len(r.tokens), finish_reason=r.finish_reason,
+                       latency_s=latency)
+            for r in results
+        ]
+
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
-        results = []
-        for i, request in enumerate(requests):
-            completion = await asyncio.to_thread(self._complete, request)
-            if on_complete is not None:
-                on_complete(i, completion)
-            results.append(completion)
-        return results
+        results: list[Completion | None] = [None] * len(requests)
+        if self.cfg.batch_size > 1:
+            by_model: dict[str, list[int]] = {}
+            for i, request in enumerate(requests):
+                by_model.setdefault(request.model_identity, []).append(i)
+            chunks = [positions[k:k + self.cfg.batch_size]
+                      for positions in by_model.values()
+                      for k in range(0, len(positions), self.cfg.batch_size)]
+        else:
+            chunks = [[i] for i in range(len(requests))]
+        for chunk in chunks:
+            if self.cfg.batch_size > 1:
+                completions = await asyncio.to_thread(self._complete_batch,
+                                                      [requests[i] for i in chunk])
+            else:
+                completions = [await asyncio.to_thread(self._complete, requests[chunk[0]])]
+            for i, completion in zip(chunk, completions):
+                results[i] = completion
+                if on_complete is not None:
+                    on_complete(i, completion)
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
+        for decoder in self._decoders.values():
+            decoder.close()
+        self._decoders.clear()
         for llm in self._models.values():
             close = getattr(llm, "close", None)
             if close is not None:
