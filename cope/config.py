@@ -70,6 +70,9 @@ class ModelConfig:
     packaged: Optional[str] = None  # name of a packaged GGUF model
     path: Optional[str] = None  # a GGUF file of your own
     price: Optional[str] = None  # a key of the price table
+    base_url: Optional[str] = None  # backend=openai: the endpoint's /v1 address
+    api_model: Optional[str] = None  # backend=openai: the model name the endpoint expects
+    api_key_env: Optional[str] = None  # backend=openai: environment variable holding the key
     description: str = ""
 
 
@@ -98,6 +101,20 @@ class BackendConfig:
 
 
 @dataclass
+class HttpConfig:
+    """How HTTP backends talk to each endpoint."""
+
+    concurrency: int = 16  # requests in flight per endpoint
+    requests_per_minute: Optional[int] = None
+    tokens_per_minute: Optional[int] = None
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    check_endpoints: bool = True  # probe each endpoint before the first generation
+
+
+@dataclass
 class CacheConfig:
     mode: str = "readwrite"
     path: Optional[str] = None  # null: $COPE_HOME/generations.sqlite
@@ -122,6 +139,7 @@ class CopeConfig:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -166,6 +184,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(
             f"backend.batch_n_ctx={cfg.backend.batch_n_ctx} leaves under 256 KV cells per sequence "
             f"for batch_size={cfg.backend.batch_size}: raise it or lower batch_size.")
+    if cfg.http.concurrency < 1 or cfg.http.max_retries < 0 or cfg.http.timeout_s <= 0:
+        raise ConfigError("http: concurrency must be >= 1, max_retries >= 0, timeout_s > 0.")
     if cfg.concurrency < 1:
         raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
     if cfg.budget.max_usd is not None and cfg.budget.max_usd < 0:

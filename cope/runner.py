@@ -137,7 +137,7 @@ class Run:
         for alias in dict.fromkeys(self.roles.values()):
             model_cfg = self.cfg.models[alias]
             if model_cfg.backend not in backends:
-                backend = create_backend(model_cfg.backend, self.cfg.backend)
+                backend = create_backend(model_cfg.backend, self.cfg)
                 backends[model_cfg.backend] = backend
                 self._owned_backends.append(backend)
             backend = backends[model_cfg.backend]
@@ -242,7 +242,11 @@ class Run:
                 )
                 progress.update(1)
 
-        await asyncio.gather(*(one(problem) for problem in self.pending))
+        try:
+            await asyncio.gather(*(one(problem) for problem in self.pending))
+        finally:
+            for backend in self._owned_backends:
+                await backend.aclose()
 
     def execute(self) -> RunResult:
         start = time.perf_counter()

@@ -8,11 +8,20 @@ from cope.registry import Registry
 BACKENDS: Registry = Registry("backend")
 
 
+# each factory takes the whole run config and picks its own section of it
+
 @BACKENDS.register("llamacpp")
 def _llamacpp(cfg) -> Backend:
     from cope.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(cfg)
+    return LlamaCppBackend(cfg.backend)
+
+
+@BACKENDS.register("openai")
+def _openai(cfg) -> Backend:
+    from cope.backends.openai_compat import OpenAIBackend
+
+    return OpenAIBackend(cfg.http)
 
 
 @BACKENDS.register("scripted")

@@ -27,5 +27,8 @@ class Backend(ABC):
         """Completions in request order. `on_complete(i, completion)` is called as each one
         finishes, so a caller can store it before the rest of the batch is done."""
 
+    async def aclose(self) -> None:
+        """Release what belongs to the event loop (HTTP sessions), inside that loop."""
+
     def close(self) -> None:
         """Release models, sessions or servers."""

@@ -1,0 +1,230 @@
+"""Any OpenAI-compatible chat endpoint: OpenAI, SGLang's /v1, vLLM, llama.cpp's server.
+
+Async HTTP with, per endpoint, a concurrency limit, optional requests- and tokens-per-minute
+limits, and bounded retries with exponential backoff and jitter on 429, 5xx, timeouts,
+dropped connections and unreadable bodies. The API key is read from the environment
+variable the model names (`api_key_env`) and is only ever put in a request header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from cope.backends.base import Backend, OnComplete
+from cope.errors import BackendError, ConfigError
+from cope.generation import BackendRequest, Completion, messages_to_dicts
+
+RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class RateLimiter:
+    """Sliding one-minute windows over requests and tokens."""
+
+    def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
+        self.rpm = requests_per_minute
+        self.tpm = tokens_per_minute
+        self._requests: deque[float] = deque()
+        self._tokens: deque[tuple[float, int]] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._requests and now - self._requests[0] >= 60:
+                    self._requests.popleft()
+                while self._tokens and now - self._tokens[0][0] >= 60:
+                    self._tokens.popleft()
+                waits = []
+                if self.rpm is not None and len(self._requests) >= self.rpm:
+                    waits.append(60 - (now - self._requests[0]))
+                used = sum(t for _, t in self._tokens)
+                if self.tpm is not None and self._tokens and used + tokens > self.tpm:
+                    waits.append(60 - (now - self._tokens[0][0]))
+                if not waits:
+                    self._requests.append(now)
+                    self._tokens.append((now, tokens))
+                    return
+                await asyncio.sleep(max(0.01, min(waits)))
+
+
+@dataclass
+class Endpoint:
+    base_url: str
+    api_key: str | None
+    semaphore: asyncio.Semaphore
+    limiter: RateLimiter
+    client: httpx.AsyncClient | None = None
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    endpoint: Endpoint
+    api_model: str
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, http_cfg) -> None:
+        self.cfg = http_cfg
+        self._endpoints: dict[str, Endpoint] = {}
+        self._routes: dict[str, ModelRoute] = {}
+        self.requests_sent = 0
+        self.retries = 0
+
+    def add_model(self, alias: str, model_cfg) -> str:
+        base_url = getattr(model_cfg, "base_url", None)
+        if not base_url:
+            raise ConfigError(
+                f"Model '{alias}' uses backend=openai but has no base_url: set it to the "
+                "endpoint's /v1 address (e.g. https://api.openai.com/v1 or http://host:30000/v1)."
+            )
+        key_env = getattr(model_cfg, "api_key_env", None)
+        api_key = None
+        if key_env:
+            api_key = os.environ.get(key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"Model '{alias}' reads its API key from ${key_env}, which is not set."
+                )
+        base_url = base_url.rstrip("/")
+        if base_url not in self._endpoints:
+            self._endpoints[base_url] = Endpoint(
+                base_url=base_url,
+                api_key=api_key,
+                semaphore=asyncio.Semaphore(self.cfg.concurrency),
+                limiter=RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute),
+            )
+        api_model = getattr(model_cfg, "api_model", None) or model_cfg.identity
+        identity = f"{model_cfg.identity}@openai:{api_model}"
+        self._routes[identity] = ModelRoute(self._endpoints[base_url], api_model)
+        return identity
+
+    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        # created lazily, inside the event loop that uses it
+        if endpoint.client is None:
+            headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+            endpoint.client = httpx.AsyncClient(
+                base_url=endpoint.base_url, headers=headers,
+                timeout=httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s)),
+                limits=httpx.Limits(max_connections=self.cfg.concurrency,
+                                    max_keepalive_connections=self.cfg.concurrency),
+            )
+        return endpoint.client
+
+    def _payload(self, request: BackendRequest, api_model: str) -> dict:
+        params = request.params
+        payload = {
+            "model": api_model,
+            "messages": messages_to_dicts(request.messages),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "seed": params.seed,
+            "n": 1,
+        }
+        if params.stop:
+            payload["stop"] = list(params.stop)
+        if request.want_logprobs:
+            payload["logprobs"] = True
+        return payload
+
+    async def _one(self, request: BackendRequest) -> Completion:
+        route = self._routes.get(request.model_identity)
+        if route is None:
+            raise BackendError(f"openai backend has no model '{request.model_identity}'.")
+        endpoint = route.endpoint
+        payload = self._payload(request, route.api_model)
+        estimate = request.params.max_tokens + sum(len(c) // 3 for _, c in request.messages)
+        last_problem = "no attempt"
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                self.retries += 1
+                delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            await endpoint.limiter.acquire(estimate)
+            async with endpoint.semaphore:
+                start = time.perf_counter()
+                try:
+                    self.requests_sent += 1
+                    response = await self._client(endpoint).post("/chat/completions", json=payload)
+                    body = response.content
+                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    last_problem = f"{type(exc).__name__}"
+                    continue
+                latency = time.perf_counter() - start
+            if response.status_code in RETRY_STATUSES:
+                last_problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                detail = body[:300].decode("utf-8", errors="replace")
+                raise BackendError(
+                    f"{endpoint.base_url} answered HTTP {response.status_code} for model "
+                    f"'{route.api_model}': {detail}"
+                )
+            try:
+                return parse_chat_completion(json.loads(body), latency)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                last_problem = f"unreadable response ({exc})"
+                continue
+        raise BackendError(
+            f"{endpoint.base_url} failed {self.cfg.max_retries + 1} times for model "
+            f"'{route.api_model}'; last: {last_problem}."
+        )
+
+    async def generate(
+        self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
+    ) -> list[Completion]:
+        async def one(i: int, request: BackendRequest) -> Completion:
+            completion = await self._one(request)
+            if on_complete is not None:
+                on_complete(i, completion)
+            return completion
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    async def aclose(self) -> None:
+        for endpoint in self._endpoints.values():
+            if endpoint.client is not None:
+                await endpoint.client.aclose()
+                endpoint.client = None
+
+    def close(self) -> None:
+        # clients belong to the loop that made them; when it is gone, drop them
+        for endpoint in self._endpoints.values():
+            endpoint.client = None
+
+
+def parse_chat_completion(data: dict, latency: float) -> Completion:
+    """A Completion from an OpenAI chat completion body (KeyError etc. when malformed)."""
+    choice = data["choices"][0]
+    text = choice["message"]["content"]
+    if not isinstance(text, str):
+        raise ValueError("message.content is not text")
+    usage = data.get("usage") or {}
+    logprobs = None
+    content_logprobs = (choice.get("logprobs") or {}).get("content")
+    if content_logprobs:
+        logprobs = tuple(float(item["logprob"]) for item in content_logprobs)
+    details = usage.get("prompt_tokens_details") or {}
+    return Completion(
+        text=text,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        finish_reason=choice.get("finish_reason") or "stop",
+        latency_s=latency,
+        token_logprobs=logprobs,
+        cached_tokens=details.get("cached_tokens"),
+    )
