@@ -100,6 +100,8 @@ class OpenAIBackend(Backend):
                     f"Model '{alias}' reads its API key from ${key_env}, which is not set."
                 )
         base_url = base_url.rstrip("/")
+        if base_url not in self._endpoints and self.cfg.check_endpoints:
+            probe_endpoint(base_url, api_key, alias)
         if base_url not in self._endpoints:
             self._endpoints[base_url] = Endpoint(
                 base_url=base_url,
@@ -205,6 +207,21 @@ class OpenAIBackend(Backend):
         # clients belong to the loop that made them; when it is gone, drop them
         for endpoint in self._endpoints.values():
             endpoint.client = None
+
+
+def probe_endpoint(base_url: str, api_key: str | None, alias: str) -> None:
+    """Fail before the first generation when an endpoint cannot be reached or rejects the key."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(f"{base_url}/models", headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            f"Model '{alias}': cannot reach {base_url} ({type(exc).__name__}). Is the server up "
+            "and the base_url right? (http.check_endpoints=false skips this check.)"
+        ) from None
+    if response.status_code in (401, 403):
+        raise ConfigError(f"Model '{alias}': {base_url} rejected the API key "
+                          f"(HTTP {response.status_code}).")
 
 
 def parse_chat_completion(data: dict, latency: float) -> Completion:

@@ -1,0 +1,139 @@
+"""A local stand-in for model servers, for tests and benchmarks: it speaks the OpenAI chat
+completions wire format (POST /v1/chat/completions, GET /v1/models), counts requests, and
+injects faults (429, 500, stalls, truncated bodies) at configurable rates.
+
+Its answers are a pure function of the request (model, messages, seed, temperature), so a
+run that suffered faults and retried ends with the same records as one that did not.
+
+    with StubServer(latency_s=0.05, fault_rate=0.3) as stub:
+        ... point a model's base_url at stub.base_url ...
+        stub.counts["chat"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("429", "500", "stall", "truncate")
+
+
+def stub_answer(payload: dict[str, Any]) -> str:
+    """Deterministic text for a chat request: a short solution with a boxed number."""
+    key = json.dumps([payload.get("model"), payload.get("messages"), payload.get("seed"),
+                      payload.get("temperature")], sort_keys=True)
+    digest = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+    return f"Working it out step by step. Therefore, the final answer is: $\\boxed{{{digest % 4}}}$."
+
+
+class StubServer:
+    def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
+                 faults: tuple[str, ...] = FAULTS, stall_s: float = 5.0, seed: int = 0,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.latency_s = latency_s
+        self.fault_rate = fault_rate
+        self.faults = faults
+        self.stall_s = stall_s
+        self.counts: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, status: int, body: dict[str, Any], truncate: bool = False) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if truncate:  # promise the whole body, send half, hang up
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") in ("/v1/models", "/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                fault = stub._draw_fault()
+                with stub._lock:
+                    stub.counts["requests"] += 1
+                    stub.counts[fault or "ok"] += 1
+                if stub.latency_s:
+                    time.sleep(stub.latency_s)
+                if fault == "429":
+                    self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
+                elif fault == "500":
+                    self._send(500, {"error": {"message": "internal error"}})
+                elif fault == "stall":
+                    time.sleep(stub.stall_s)
+                    self._send(503, {"error": {"message": "stalled"}})
+                else:
+                    self._send(200, stub.completion(payload), truncate=fault == "truncate")
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    def _draw_fault(self) -> str | None:
+        with self._lock:
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                return self._rng.choice(self.faults)
+        return None
+
+    @staticmethod
+    def completion(payload: dict[str, Any]) -> dict[str, Any]:
+        text = stub_answer(payload)
+        prompt_tokens = sum(len(m.get("content", "").split()) for m in payload.get("messages", []))
+        completion_tokens = min(len(text.split()), int(payload.get("max_tokens") or 10**9))
+        return {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": payload.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "StubServer":
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "StubServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,75 @@
+"""backend=openai against the local stub server: wire format, retries, faults, keys."""
+
+import json
+
+import pytest
+
+from cope.errors import BackendError, ConfigError
+from cope.runner import run
+from cope.testing import StubServer
+
+
+def stub_run(make_config, stub, *extra):
+    """COPE with the large role played by an API model whose endpoint is the stub."""
+    cfg = make_config("task.limit=4", "pair.roles.large=gpt-4o-mini", "method.votes=3",
+                      "http.retry_base_s=0.01", "http.retry_max_s=0.05", "http.timeout_s=1",
+                      "backend.name=scripted", *extra)
+    cfg.models["gpt-4o-mini"].base_url = stub.base_url
+    return run(cfg)
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-0123456789")
+
+
+def test_the_large_model_through_an_openai_endpoint(make_config):
+    with StubServer() as stub:
+        result = stub_run(make_config, stub)
+    m = result.metrics
+    assert m["finished"] and m["large_calls"] > 0
+    assert stub.counts["requests"] == m["large_calls"]  # only the large model is remote
+    samples = [json.loads(line) for line in (result.run_dir / "samples.jsonl").read_text().splitlines()]
+    large = [s for s in samples if s["model"] == "gpt-4o-mini"]
+    assert large and all("boxed" in s["text"] and s["prompt_tokens"] > 0 for s in large)
+    assert m["cost_usd_total"] > 0
+
+
+def test_faults_are_retried_and_change_nothing(make_config, tmp_path):
+    with StubServer() as clean:
+        reference = stub_run(make_config, clean, f"run_dir={tmp_path / 'clean'}",
+                             f"cache.path={tmp_path / 'clean.sqlite'}")
+    with StubServer(fault_rate=0.5, stall_s=2.0, seed=3) as faulty:
+        result = stub_run(make_config, faulty, f"run_dir={tmp_path / 'faulty'}",
+                          f"cache.path={tmp_path / 'faulty.sqlite'}", "http.max_retries=12")
+    assert sum(faulty.counts[f] for f in ("429", "500", "stall", "truncate")) > 0
+    assert (result.run_dir / "problems.jsonl").read_bytes() == (reference.run_dir / "problems.jsonl").read_bytes()
+
+
+def test_retries_are_bounded_and_the_error_names_endpoint_and_status(make_config):
+    with StubServer(fault_rate=1.0, faults=("500",)) as stub:
+        with pytest.raises(BackendError) as info:
+            stub_run(make_config, stub, "http.max_retries=2", "task.limit=1")
+    assert stub.base_url in str(info.value) and "HTTP 500" in str(info.value)
+    assert stub.counts["requests"] == 3
+
+
+def test_a_missing_key_fails_before_any_request(make_config, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with StubServer() as stub:
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+            stub_run(make_config, stub)
+    assert stub.counts["requests"] == 0
+
+
+def test_an_unreachable_endpoint_fails_before_any_generation(make_config):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = make_config("task.limit=1", "pair.roles.large=gpt-4o-mini", "backend.name=scripted")
+    cfg.models["gpt-4o-mini"].base_url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(ConfigError, match="cannot reach"):
+        run(cfg)
+    assert not (cfg.run_dir and __import__("pathlib").Path(cfg.run_dir, "samples.jsonl").exists())
