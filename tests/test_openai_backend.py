@@ -73,3 +73,28 @@ def test_an_unreachable_endpoint_fails_before_any_generation(make_config):
     with pytest.raises(ConfigError, match="cannot reach"):
         run(cfg)
     assert not (cfg.run_dir and __import__("pathlib").Path(cfg.run_dir, "samples.jsonl").exists())
+
+
+def test_a_planted_key_reaches_the_endpoint_and_no_output_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    key = "sk-planted-4f9c2e7a1b3d5f6e8a0c"
+    env = dict(os.environ, OPENAI_API_KEY=key, COPE_RUNS_DIR=str(tmp_path / "runs"),
+               COPE_HOME=str(tmp_path / "home"))
+    with StubServer() as stub:
+        out = subprocess.run(
+            [sys.executable, "-m", "cope.cli", "task.limit=2", "backend.name=scripted",
+             "pair.roles.large=gpt-4o-mini", f"models.gpt-4o-mini.base_url={stub.base_url}",
+             "method.votes=2", "progress=false"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert stub.authorizations == {f"Bearer {key}"}
+    assert key not in out.stdout and key not in out.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "samples.jsonl" for p in files) and any(p.suffix == ".sqlite" for p in files)
+    for path in files:
+        assert key.encode() not in path.read_bytes(), path

@@ -41,6 +41,7 @@ class StubServer:
         self.faults = faults
         self.stall_s = stall_s
         self.counts: Counter[str] = Counter()
+        self.authorizations: set[str] = set()  # Authorization headers seen
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         stub = self
@@ -78,6 +79,8 @@ class StubServer:
                     return
                 fault = stub._draw_fault()
                 with stub._lock:
+                    if self.headers.get("Authorization"):
+                        stub.authorizations.add(self.headers["Authorization"])
                     stub.counts["requests"] += 1
                     stub.counts[fault or "ok"] += 1
                 if stub.latency_s:
