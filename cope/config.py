@@ -64,6 +64,18 @@ class PairConfig:
 
 
 @dataclass
+class ServerConfig:
+    """A server the run starts for a model and stops at its end."""
+
+    kind: Optional[str] = None  # null: none; llama_cpp (CPU) or sglang (GPU)
+    model_path: Optional[str] = None  # null: the model's GGUF file (llama_cpp)
+    args: list[str] = field(default_factory=list)  # e.g. [--enable-cache-report, --tp, "2"]
+    host: str = "127.0.0.1"
+    port: Optional[int] = None  # null: a free port
+    startup_timeout_s: float = 600.0
+
+
+@dataclass
 class ModelConfig:
     identity: str = MISSING  # what the model is; part of every cache key
     backend: str = "llamacpp"
@@ -73,6 +85,8 @@ class ModelConfig:
     base_url: Optional[str] = None  # backend=openai: the endpoint's /v1 address
     api_model: Optional[str] = None  # backend=openai: the model name the endpoint expects
     api_key_env: Optional[str] = None  # backend=openai: environment variable holding the key
+    extra_body: dict[str, Any] = field(default_factory=dict)  # extra request fields (top_k, ...)
+    server: ServerConfig = field(default_factory=ServerConfig)  # one the run starts (kind set)
     description: str = ""
 
 
@@ -213,6 +227,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
             raise ConfigError(
                 f"models.{alias}.backend: " + unknown_name("backend", model.backend, BACKENDS.names())
             )
+        if model.server.kind is not None and model.backend != "openai":
+            raise ConfigError(f"models.{alias}.server needs models.{alias}.backend=openai.")
         if model.price is None:
             raise ConfigError(
                 f"Model '{alias}' plays the role '{role}' but has no price. Set models.{alias}.price "

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cope.backends import Backend, create_backend
+from cope.errors import ConfigError
+from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
 from cope.config import to_container, used_roles, validate
@@ -28,6 +31,7 @@ from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
 from cope.generation import Generation, SampleTag
 from cope.generator import Generator, ModelBinding
+from cope.models.packaged import resolve_model_file
 from cope.paths import cope_home
 from cope.records import RunRecorder
 from cope.tasks import create_task
@@ -112,7 +116,17 @@ class Run:
             log.warning("The large role is played by '%s', which is priced as free: every cost "
                         "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
-        bindings = self._bind_models(backends or {})
+        self.servers: list[ManagedServer] = []
+        self.cache: GenerationCache | None = None
+        try:
+            self._set_up(backends or {})
+        except BaseException:
+            self.close()  # servers already started must not outlive a failed set-up
+            raise
+
+    def _set_up(self, backends: dict[str, Backend]) -> None:
+        cfg = self.cfg
+        bindings = self._bind_models(backends)
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         self.cache = GenerationCache(cache_path, cfg.cache.mode)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
@@ -136,6 +150,8 @@ class Run:
         bindings = {}
         for alias in dict.fromkeys(self.roles.values()):
             model_cfg = self.cfg.models[alias]
+            if model_cfg.server.kind is not None:
+                model_cfg = self._start_server(alias, model_cfg)
             if model_cfg.backend not in backends:
                 backend = create_backend(model_cfg.backend, self.cfg)
                 backends[model_cfg.backend] = backend
@@ -143,6 +159,27 @@ class Run:
             backend = backends[model_cfg.backend]
             bindings[alias] = ModelBinding(alias, backend.add_model(alias, model_cfg), backend)
         return bindings
+
+    def _start_server(self, alias: str, model_cfg) -> SimpleNamespace:
+        """Start the model's server; its config, pointed at the server, for the backend."""
+        spec = model_cfg.server
+        identity = model_cfg.identity
+        model_path = spec.model_path
+        if spec.kind == "llama_cpp":
+            path, sha256 = resolve_model_file(alias, model_cfg)
+            model_path = model_path or str(path)
+            identity = f"{identity}@gguf-sha256:{sha256}"
+        if not model_path:
+            raise ConfigError(f"models.{alias}.server.model_path: which model should it serve?")
+        server = ManagedServer(alias, spec.kind, model_path, self.run_dir / f"server-{alias}.log",
+                               spec.host, spec.port, list(spec.args), spec.startup_timeout_s)
+        self.servers.append(server)
+        log.info("Starting %s server for %s: %s", spec.kind, alias, " ".join(server.command()))
+        server.start()
+        fields = OmegaConf.to_container(model_cfg, resolve=True)
+        fields.update(base_url=server.base_url, identity=identity,
+                      api_model=model_cfg.api_model or alias)
+        return SimpleNamespace(**fields)
 
     def _record_sample(self, tag: SampleTag, generation: Generation) -> None:
         completion = generation.completion
@@ -278,10 +315,14 @@ class Run:
         return RunResult(self.run_dir, metrics, sorted(self.rows, key=lambda r: r["index"]))
 
     def close(self) -> None:
-        self.cache.close()
+        if self.cache is not None:
+            self.cache.close()
         for backend in self._owned_backends:
             backend.close()
         self._owned_backends.clear()
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
 
 
 def run(cfg: DictConfig, backends: dict[str, Backend] | None = None) -> RunResult:

@@ -12,12 +12,11 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from cope.backends.base import Backend, OnComplete
-from cope.errors import BackendError, ConfigError, ModelFileError
+from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
-from cope.models.packaged import PACKAGED_MODELS, ensure_packaged_model, file_sha256
+from cope.models.packaged import resolve_model_file
 
 
 def _import_llama():
@@ -29,23 +28,6 @@ def _import_llama():
             "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'cope[cpu]'"
         ) from exc
     return Llama
-
-
-def resolve_model_file(alias: str, model_cfg) -> tuple[Path, str]:
-    """The GGUF file of a model alias and its sha256."""
-    if model_cfg.packaged:
-        path = ensure_packaged_model(model_cfg.packaged)
-        return path, PACKAGED_MODELS[model_cfg.packaged].sha256
-    if model_cfg.path:
-        path = Path(model_cfg.path).expanduser()
-        if not path.is_file():
-            raise ModelFileError(f"models.{alias}.path: no GGUF file at {path}.")
-        return path, file_sha256(path)
-    raise ConfigError(
-        f"Model '{alias}' has neither `packaged` nor `path`, so llama.cpp cannot load it. "
-        f"Set models.{alias}.packaged to one of {', '.join(PACKAGED_MODELS)} or "
-        f"models.{alias}.path to a GGUF file."
-    )
 
 
 class LlamaCppBackend(Backend):

@@ -72,6 +72,7 @@ class Endpoint:
 class ModelRoute:
     endpoint: Endpoint
     api_model: str
+    extra_body: tuple[tuple[str, object], ...] = ()
 
 
 class OpenAIBackend(Backend):
@@ -111,7 +112,8 @@ class OpenAIBackend(Backend):
             )
         api_model = getattr(model_cfg, "api_model", None) or model_cfg.identity
         identity = f"{model_cfg.identity}@openai:{api_model}"
-        self._routes[identity] = ModelRoute(self._endpoints[base_url], api_model)
+        extra = tuple(dict(getattr(model_cfg, "extra_body", None) or {}).items())
+        self._routes[identity] = ModelRoute(self._endpoints[base_url], api_model, extra)
         return identity
 
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
@@ -126,10 +128,11 @@ class OpenAIBackend(Backend):
             )
         return endpoint.client
 
-    def _payload(self, request: BackendRequest, api_model: str) -> dict:
+    def _payload(self, request: BackendRequest, route: ModelRoute) -> dict:
         params = request.params
         payload = {
-            "model": api_model,
+            **dict(route.extra_body),
+            "model": route.api_model,
             "messages": messages_to_dicts(request.messages),
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -148,7 +151,7 @@ class OpenAIBackend(Backend):
         if route is None:
             raise BackendError(f"openai backend has no model '{request.model_identity}'.")
         endpoint = route.endpoint
-        payload = self._payload(request, route.api_model)
+        payload = self._payload(request, route)
         estimate = request.params.max_tokens + sum(len(c) // 3 for _, c in request.messages)
         last_problem = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):

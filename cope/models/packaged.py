@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cope.errors import ModelFileError, unknown_name
+from cope.errors import ConfigError, ModelFileError, unknown_name
 from cope.paths import cope_home
 
 CHUNK = 8 << 20
@@ -211,3 +211,20 @@ def file_sha256(path: Path) -> str:
             known[key] = digest.hexdigest()
             memo.write_text(json.dumps(known))
     return known[key]
+
+
+def resolve_model_file(alias: str, model_cfg) -> tuple[Path, str]:
+    """The GGUF file of a model alias and its sha256."""
+    if model_cfg.packaged:
+        path = ensure_packaged_model(model_cfg.packaged)
+        return path, PACKAGED_MODELS[model_cfg.packaged].sha256
+    if model_cfg.path:
+        path = Path(model_cfg.path).expanduser()
+        if not path.is_file():
+            raise ModelFileError(f"models.{alias}.path: no GGUF file at {path}.")
+        return path, file_sha256(path)
+    raise ConfigError(
+        f"Model '{alias}' has neither `packaged` nor `path`, so llama.cpp cannot load it. "
+        f"Set models.{alias}.packaged to one of {', '.join(PACKAGED_MODELS)} or "
+        f"models.{alias}.path to a GGUF file."
+    )

@@ -1,0 +1,107 @@
+"""Model servers that a run starts and stops itself: SGLang on a GPU, llama.cpp's server on
+a CPU. A model with a `server:` section gets one on a free local port; the run waits for it
+to be healthy, writes its log into the run directory, and stops it on every way out
+(normal end, exception, Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from cope.errors import BackendError, ConfigError
+
+SERVER_KINDS = ("llama_cpp", "sglang")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ManagedServer:
+    def __init__(self, alias: str, kind: str, model_path: str, log_path: Path,
+                 host: str = "127.0.0.1", port: int | None = None, args: list[str] | None = None,
+                 startup_timeout_s: float = 600.0) -> None:
+        if kind not in SERVER_KINDS:
+            raise ConfigError(f"models.{alias}.server.kind='{kind}': choose one of "
+                              f"{', '.join(SERVER_KINDS)}.")
+        self.alias = alias
+        self.kind = kind
+        self.model_path = model_path
+        self.host = host
+        self.port = port or free_port(host)
+        self.args = list(args or [])
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        if self.kind == "sglang":
+            return [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
+                    "--host", self.host, "--port", str(self.port), *self.args]
+        return [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path,
+                "--host", self.host, "--port", str(self.port), *self.args]
+
+    def health_url(self) -> str:
+        root = f"http://{self.host}:{self.port}"
+        return f"{root}/health" if self.kind == "sglang" else f"{root}/v1/models"
+
+    def start(self) -> "ManagedServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        # its own session: stopping it stops whatever it started (SGLang's workers too)
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BackendError(
+                    f"The {self.kind} server for '{self.alias}' exited with code "
+                    f"{self.process.returncode} while starting. Its log ({self.log_path}) ends:\n"
+                    + self.log_tail())
+            try:
+                if httpx.get(self.health_url(), timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise BackendError(
+            f"The {self.kind} server for '{self.alias}' was not healthy within "
+            f"{self.startup_timeout_s:.0f} s. Its log ({self.log_path}) ends:\n" + self.log_tail())
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace_s)
+        except ProcessLookupError:
+            pass
