@@ -86,6 +86,8 @@ class ModelConfig:
     api_model: Optional[str] = None  # backend=openai: the model name the endpoint expects
     api_key_env: Optional[str] = None  # backend=openai: environment variable holding the key
     extra_body: dict[str, Any] = field(default_factory=dict)  # extra request fields (top_k, ...)
+    chat_template: Optional[str] = None  # backend=sglang: a Jinja chat template
+    tokenizer: Optional[str] = None  # backend=sglang: a Hugging Face tokenizer with the template
     server: ServerConfig = field(default_factory=ServerConfig)  # one the run starts (kind set)
     description: str = ""
 

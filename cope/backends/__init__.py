@@ -24,6 +24,13 @@ def _openai(cfg) -> Backend:
     return OpenAIBackend(cfg.http)
 
 
+@BACKENDS.register("sglang")
+def _sglang(cfg) -> Backend:
+    from cope.backends.sglang_native import SGLangBackend
+
+    return SGLangBackend(cfg.http)
+
+
 @BACKENDS.register("scripted")
 def _scripted(cfg) -> Backend:
     from cope.backends.scripted import ScriptedBackend

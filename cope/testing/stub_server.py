@@ -1,6 +1,12 @@
 """A local stand-in for model servers, for tests and benchmarks: it speaks the OpenAI chat
-completions wire format (POST /v1/chat/completions, GET /v1/models), counts requests, and
-injects faults (429, 500, stalls, truncated bodies) at configurable rates.
+completions wire format (POST /v1/chat/completions, GET /v1/models) and SGLang's native one
+(POST /generate, GET /health), counts requests, and injects faults (429, 500, stalls,
+truncated bodies) at configurable rates.
+
+For /generate it answers a batch in either shape SGLang has used (`sglang_shape="list"`: a
+list of {text, meta_info}; `"parallel"`: one object whose text and meta_info are lists),
+reports `cached_tokens` as a prefix cache would (the longest prompt prefix, in words, seen
+before), and per-token logprobs when asked.
 
 Its answers are a pure function of the request (model, messages, seed, temperature), so a
 run that suffered faults and retried ends with the same records as one that did not.
@@ -32,16 +38,28 @@ def stub_answer(payload: dict[str, Any]) -> str:
     return f"Working it out step by step. Therefore, the final answer is: $\\boxed{{{digest % 4}}}$."
 
 
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class StubServer:
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, stall_s: float = 5.0, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, sglang_shape: str = "list") -> None:
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = faults
         self.stall_s = stall_s
         self.counts: Counter[str] = Counter()
         self.authorizations: set[str] = set()  # Authorization headers seen
+        self.sglang_shape = sglang_shape
+        self.generate_payloads: list[dict[str, Any]] = []
+        self._seen_prompts: list[list[str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         stub = self
@@ -66,7 +84,9 @@ class StubServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") in ("/v1/models", "/models"):
+                if self.path.rstrip("/") == "/health":
+                    self._send(200, {})
+                elif self.path.rstrip("/") in ("/v1/models", "/models"):
                     self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -74,7 +94,8 @@ class StubServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(length) or b"{}")
-                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                route = self.path.rstrip("/")
+                if route not in ("/v1/chat/completions", "/chat/completions", "/generate"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 fault = stub._draw_fault()
@@ -92,6 +113,8 @@ class StubServer:
                 elif fault == "stall":
                     time.sleep(stub.stall_s)
                     self._send(503, {"error": {"message": "stalled"}})
+                elif route == "/generate":
+                    self._send(200, stub.generate(payload), truncate=fault == "truncate")
                 else:
                     self._send(200, stub.completion(payload), truncate=fault == "truncate")
 
@@ -120,6 +143,34 @@ class StubServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+
+    def generate(self, payload: dict[str, Any]) -> Any:
+        """SGLang's /generate for a single prompt or a batch."""
+        texts = payload["text"] if isinstance(payload["text"], list) else [payload["text"]]
+        params = payload.get("sampling_params") or {}
+        params = params if isinstance(params, list) else [params] * len(texts)
+        with self._lock:
+            self.generate_payloads.append(payload)
+        items = []
+        for text, sp in zip(texts, params):
+            words = text.split()
+            with self._lock:
+                cached = max((_common_prefix(words, seen) for seen in self._seen_prompts), default=0)
+                self._seen_prompts.append(words)
+            answer = stub_answer({"messages": text, "seed": sp.get("sampling_seed"),
+                                  "temperature": sp.get("temperature")})
+            n_out = min(len(answer.split()), int(sp.get("max_new_tokens") or 10**9))
+            meta = {"id": "stub", "prompt_tokens": len(words), "completion_tokens": n_out,
+                    "cached_tokens": cached,
+                    "finish_reason": {"type": "stop", "matched": 0}, "e2e_latency": self.latency_s}
+            if payload.get("return_logprob"):
+                meta["output_token_logprobs"] = [[-0.1 * (k + 1), k, None] for k in range(n_out)]
+            items.append({"text": answer, "meta_info": meta})
+        if not isinstance(payload["text"], list):
+            return items[0]
+        if self.sglang_shape == "parallel":
+            return {"text": [i["text"] for i in items], "meta_info": [i["meta_info"] for i in items]}
+        return items
 
     @property
     def base_url(self) -> str:
