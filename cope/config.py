@@ -229,8 +229,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
             raise ConfigError(
                 f"models.{alias}.backend: " + unknown_name("backend", model.backend, BACKENDS.names())
             )
-        if model.server.kind is not None and model.backend != "openai":
-            raise ConfigError(f"models.{alias}.server needs models.{alias}.backend=openai.")
+        if model.server.kind is not None and model.backend not in ("openai", "sglang"):
+            raise ConfigError(f"models.{alias}.server needs models.{alias}.backend=openai "
+                              "(or sglang for an SGLang server).")
         if model.price is None:
             raise ConfigError(
                 f"Model '{alias}' plays the role '{role}' but has no price. Set models.{alias}.price "

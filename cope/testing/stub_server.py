@@ -38,6 +38,11 @@ def stub_answer(payload: dict[str, Any]) -> str:
     return f"Working it out step by step. Therefore, the final answer is: $\\boxed{{{digest % 4}}}$."
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # the default backlog (5) resets connections under load
+    daemon_threads = True
+
+
 def _common_prefix(a: list[str], b: list[str]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -118,7 +123,7 @@ class StubServer:
                 else:
                     self._send(200, stub.completion(payload), truncate=fault == "truncate")
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -191,3 +196,28 @@ class StubServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main() -> None:
+    """Serve a stub in the foreground: python -m cope.testing.stub_server --port 8000."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    args = parser.parse_args()
+    stub = StubServer(latency_s=args.latency, fault_rate=args.fault_rate, host=args.host,
+                      port=args.port)
+    print(f"stub serving on {stub.base_url}", flush=True)
+    try:
+        stub._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stub._server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""HTTP request paths against a local OpenAI-compatible stub (in its own process).
+
+- overhead: a whole cope run (runner, engine, cache, records, backend=openai) of the large
+  model alone on N GSM8K problems, against a bare asyncio loop (httpx) sending the same N
+  requests, both with 64 in flight, the stub answering at once. Goal: cope >= 0.8 of the bare
+  loop's requests per second.
+- concurrency: 2000 requests through cope's generator and backend at concurrency 64, the stub
+  taking 50 ms each. Goal: at most 1.25 x the ideal 2000 x 0.05 / 64 seconds.
+
+    python benchmarks/http_paths.py [--requests 1000]
+
+Writes benchmarks/results/http_paths.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from cope.backends.openai_compat import OpenAIBackend
+from cope.cache import GenerationCache
+from cope.config import register_configs
+from cope.generation import GenerationRequest, SampleTag, SamplingParams
+from cope.generator import Generator, ModelBinding
+from cope.runner import run
+from cope.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "http_paths.json"
+
+
+class StubProcess:
+    def __init__(self, latency: float) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cope.testing.stub_server", "--port", str(self.port),
+             "--latency", str(latency)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        for _ in range(200):
+            try:
+                httpx.get(f"{self.base_url}/models", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("stub did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def cope_run(base_url: str, n: int, workdir: Path):
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "method=large", "pair.roles.large=gpt-4o-mini", f"task.limit={n}", "concurrency=64",
+            "http.concurrency=64", "progress=false", f"run_dir={workdir / 'run'}",
+            f"cache.path={workdir / 'cache.sqlite'}", "backend.name=scripted"])
+    cfg.models["gpt-4o-mini"].base_url = base_url
+    cfg.models["gpt-4o-mini"].api_key_env = None  # the stub needs no key
+    start = time.perf_counter()
+    result = run(cfg)
+    elapsed = time.perf_counter() - start
+    payloads = [json.loads(line) for line in (workdir / "run" / "samples.jsonl").read_text().splitlines()]
+    return elapsed, result, len(payloads)
+
+
+async def bare_loop(base_url: str, payloads: list[dict], concurrency: int) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def one(payload):
+            async with semaphore:
+                response = await client.post("/chat/completions", json=payload)
+                response.raise_for_status()
+                response.json()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(p) for p in payloads))
+        return time.perf_counter() - start
+
+
+def overhead(n: int) -> dict:
+    stub = StubProcess(latency=0.0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cope_s, result, sent = cope_run(stub.base_url, n, Path(tmp))
+            samples = [json.loads(line) for line in
+                       (Path(tmp) / "run" / "samples.jsonl").read_text().splitlines()]
+        from cope.tasks.math import EXECUTOR
+        from cope.tasks import create_task
+        from omegaconf import OmegaConf as OC
+
+        task = create_task(OC.create({"name": "gsm8k", "source": None}))
+        problems = task.load()[:n]
+        payloads = [{"model": "gpt-4o-mini", "messages": [{"role": "system", "content": EXECUTOR},
+                     {"role": "user", "content": f"Problem:\n{p.question}"}],
+                     "temperature": 0.0, "max_tokens": 512, "seed": 0, "n": 1} for p in problems]
+        bare_s = asyncio.run(bare_loop(stub.base_url, payloads, 64))
+    finally:
+        stub.stop()
+    assert len(samples) == n and result.metrics["backend_calls"] == n
+    return {"requests": n, "cope_s": round(cope_s, 3), "cope_req_per_s": round(n / cope_s, 1),
+            "bare_s": round(bare_s, 3), "bare_req_per_s": round(n / bare_s, 1),
+            "ratio": round(bare_s / cope_s, 3), "goal": ">= 0.8"}
+
+
+def concurrency(n: int = 2000, latency: float = 0.05, limit: int = 64) -> dict:
+    stub = StubProcess(latency=latency)
+    try:
+        http = OmegaConf.create({"concurrency": limit, "requests_per_minute": None,
+                                 "tokens_per_minute": None, "timeout_s": 60.0, "max_retries": 3,
+                                 "retry_base_s": 0.1, "retry_max_s": 1.0, "check_endpoints": True})
+        backend = OpenAIBackend(http)
+        identity = backend.add_model("m", OmegaConf.create({
+            "identity": "api:m", "base_url": stub.base_url, "api_model": "m", "api_key_env": None}))
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = GenerationCache(Path(tmp) / "c.sqlite")
+            generator = Generator({"m": ModelBinding("m", identity, backend)}, cache)
+            requests = [GenerationRequest("m", (("user", f"question {i}"),),
+                                          SamplingParams(0.8, 64, seed=i), 0) for i in range(n)]
+            tags = [SampleTag(str(i), "s", "executor", "large") for i in range(n)]
+
+            async def go():
+                start = time.perf_counter()
+                await generator.generate(requests, tags)
+                elapsed = time.perf_counter() - start
+                await backend.aclose()
+                return elapsed
+
+            elapsed = asyncio.run(go())
+            cache.close()
+    finally:
+        stub.stop()
+    ideal = n * latency / limit
+    return {"requests": n, "latency_s": latency, "concurrency": limit, "elapsed_s": round(elapsed, 3),
+            "ideal_s": round(ideal, 4), "ratio_to_ideal": round(elapsed / ideal, 3), "goal": "<= 1.25"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    args = parser.parse_args()
+    result = {"cpus": os.cpu_count(), "overhead": overhead(args.requests),
+              "concurrency": concurrency()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
