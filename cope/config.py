@@ -88,6 +88,7 @@ class ModelConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)  # extra request fields (top_k, ...)
     chat_template: Optional[str] = None  # backend=sglang: a Jinja chat template
     tokenizer: Optional[str] = None  # backend=sglang: a Hugging Face tokenizer with the template
+    hf_model: Optional[str] = None  # backend=transformers: a Hugging Face id or directory
     server: ServerConfig = field(default_factory=ServerConfig)  # one the run starts (kind set)
     description: str = ""
 
@@ -114,6 +115,15 @@ class BackendConfig:
     batch_size: int = 8
     batch_n_ctx: int = 16384  # KV cells shared by a batch (per sequence: batch_n_ctx / batch_size)
     verbose: bool = False
+
+
+@dataclass
+class TransformersConfig:
+    """backend=transformers: Hugging Face models in process."""
+
+    device: str = "auto"  # auto: cuda when available, else cpu
+    dtype: str = "float32"  # float32, bfloat16, float16
+    batch_size: int = 8
 
 
 @dataclass
@@ -156,6 +166,7 @@ class CopeConfig:
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     backend: BackendConfig = field(default_factory=BackendConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    transformers: TransformersConfig = field(default_factory=TransformersConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)

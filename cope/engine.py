@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams
+from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams, stable_seed
 from cope.generator import Generator
 from cope.tasks.base import Plan, Problem, Task, Verdict
 
@@ -86,12 +86,6 @@ class ProblemResult:
 def plan_ref(plan: Plan) -> dict[str, Any]:
     """Where a plan came from: enough to find its text in samples.jsonl."""
     return {"kind": plan.kind, "author": plan.author, "stage": plan.stage, "slot": plan.slot}
-
-
-def stable_seed(*parts: object) -> int:
-    """A 63-bit seed from the given parts, equal across processes and Python versions."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def passes(confidence: float, threshold: float, op: str) -> bool:

@@ -134,3 +134,9 @@ class SampleTag:
 
 def with_seed(params: SamplingParams, seed: int) -> SamplingParams:
     return replace(params, seed=seed)
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from the given parts, equal across processes and Python versions."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1

@@ -31,6 +31,13 @@ def _sglang(cfg) -> Backend:
     return SGLangBackend(cfg.http)
 
 
+@BACKENDS.register("transformers")
+def _transformers(cfg) -> Backend:
+    from cope.backends.transformers_hf import TransformersBackend
+
+    return TransformersBackend(cfg.transformers)
+
+
 @BACKENDS.register("scripted")
 def _scripted(cfg) -> Backend:
     from cope.backends.scripted import ScriptedBackend
