@@ -30,7 +30,7 @@ class StageConfig:
     planner_temperature: float = 0.8
     executor_temperature: float = 0.0
     threshold: Optional[float] = None  # null: the stage always answers
-    plan_max_tokens: int = 128
+    plan_max_tokens: int = 64
     max_tokens: int = 512
 
 
@@ -42,7 +42,7 @@ class MethodConfig:
     tau2: float = 0.5
     threshold_op: str = "gt"  # gt: >, ge: >= (the paper says "exceeds" without pinning it)
     max_tokens: int = 512  # executor budget, shared by the stages that interpolate it
-    plan_max_tokens: int = 128  # planner budget
+    plan_max_tokens: int = 64  # planner budget: a goal is one sentence, a guideline two
     stages: dict[str, StageConfig] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # stages run, in this order
 

@@ -10,7 +10,6 @@ always answers.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ class StageSpec:
     planner_temperature: float = 0.8
     executor_temperature: float = 0.0
     threshold: float | None = None
-    plan_max_tokens: int = 128
+    plan_max_tokens: int = 64
     max_tokens: int = 512
 
     @classmethod

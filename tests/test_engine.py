@@ -3,8 +3,12 @@
 import pytest
 
 from cope.cache import GenerationCache
+from cope.tasks.math import GOAL_PLANNER, GUIDELINE_PLANNER
 
 from scripted import PROBLEM, build, cope_responder, cope_stages, solve
+
+
+PLANNERS = (GOAL_PLANNER, GUIDELINE_PLANNER)
 
 
 def agree(k, n=8, answer="9"):
@@ -145,8 +149,8 @@ def test_reversed_roles_are_config():
 
     def respond(request):
         system = request.messages[0][1]
-        seen.append((request.model_identity, "plan" if "Do not solve" in system else "exec"))
-        return "$\\boxed{9}$" if "Do not solve" not in system else "a plan"
+        seen.append((request.model_identity, "plan" if system in PLANNERS else "exec"))
+        return "$\\boxed{9}$" if system not in PLANNERS else "a plan"
 
     method, _ = build(stages, respond)
     result = solve(method)
@@ -162,7 +166,7 @@ def test_reversed_roles_reach_stage_two():
 
     def respond(request):
         system, user = request.messages[0][1], request.messages[-1][1]
-        if "Do not solve" in system:
+        if system in PLANNERS:
             seen.append((request.model_identity, "guideline" if "coach" in system else "goal"))
             return f"plan by {request.model_identity}"
         if "Guideline:" in user:

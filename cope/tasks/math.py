@@ -170,18 +170,17 @@ def majority_vote(answers: list[str | None], rng: random.Random | None = None) -
 # Prompts: the paper's planner and executor instructions, in our words.
 GOAL_PLANNER = (
     "You are a math teacher. In one sentence, state the goal of the following problem: what "
-    "must be found. Do not solve it."
+    "must be found. Do not solve it and do not compute anything."
 )
 GUIDELINE_PLANNER = (
     "You are a skilled math coach. Explain how to solve the following problem, focusing on "
-    "the strategy and the key ideas, in one or two sentences. Do not solve it. Return only "
-    "the guidelines as plain text."
+    "the strategy and the key ideas, in one or two sentences. Do not carry out the "
+    "calculations and do not state the answer. Return only the guidelines as plain text."
 )
 EXECUTOR = (
-    "Solve the following math problem efficiently and clearly. For a short problem, give a "
-    "brief solution; for a longer one, reason step by step. End your response with: "
-    "Therefore, the final answer is: $\\boxed{answer}$. where answer is only the final number "
-    "or expression."
+    "Solve the following math problem efficiently and clearly. Reason step by step, showing "
+    "each calculation, then end your response with: Therefore, the final answer is: "
+    "$\\boxed{answer}$. where answer is only the final number or expression."
 )
 PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 
