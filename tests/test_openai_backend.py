@@ -89,7 +89,7 @@ def test_a_planted_key_reaches_the_endpoint_and_no_output_file(tmp_path):
         out = subprocess.run(
             [sys.executable, "-m", "cope.cli", "task.limit=2", "backend.name=scripted",
              "pair.roles.large=gpt-4o-mini", f"models.gpt-4o-mini.base_url={stub.base_url}",
-             "method.votes=2", "progress=false"],
+             "method.votes=2", "method.tau1=1.0", "method.tau2=1.0", "progress=false"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert stub.authorizations == {f"Bearer {key}"}

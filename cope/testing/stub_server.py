@@ -18,13 +18,14 @@ run that suffered faults and retried ends with the same records as one that did 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS = ("429", "500", "stall", "truncate")
@@ -38,9 +39,14 @@ def stub_answer(payload: dict[str, Any]) -> str:
     return f"Working it out step by step. Therefore, the final answer is: $\\boxed{{{digest % 4}}}$."
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog (5) resets connections under load
-    daemon_threads = True
+REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
@@ -67,65 +73,70 @@ class StubServer:
         self._seen_prompts: list[list[str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
-            def _send(self, status: int, body: dict[str, Any], truncate: bool = False) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if truncate:  # promise the whole body, send half, hang up
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/health":
-                    self._send(200, {})
-                elif self.path.rstrip("/") in ("/v1/models", "/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
-                else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                payload = json.loads(self.rfile.read(length) or b"{}")
-                route = self.path.rstrip("/")
-                if route not in ("/v1/chat/completions", "/chat/completions", "/generate"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                fault = stub._draw_fault()
-                with stub._lock:
-                    if self.headers.get("Authorization"):
-                        stub.authorizations.add(self.headers["Authorization"])
-                    stub.counts["requests"] += 1
-                    stub.counts[fault or "ok"] += 1
-                if stub.latency_s:
-                    time.sleep(stub.latency_s)
-                if fault == "429":
-                    self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
-                elif fault == "500":
-                    self._send(500, {"error": {"message": "internal error"}})
-                elif fault == "stall":
-                    time.sleep(stub.stall_s)
-                    self._send(503, {"error": {"message": "stalled"}})
-                elif route == "/generate":
-                    self._send(200, stub.generate(payload), truncate=fault == "truncate")
-                else:
-                    self._send(200, stub.completion(payload), truncate=fault == "truncate")
-
-        self._server = _Server((host, port), Handler)
-        self._server.daemon_threads = True
+        self.host, self.port = host, port or _free_port(host)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+
+    async def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes
+                       ) -> tuple[int, Any, bool]:
+        """(status, JSON body, truncate) for one request."""
+        route = path.rstrip("/")
+        if method == "GET":
+            if route == "/health":
+                return 200, {}, False
+            if route in ("/v1/models", "/models"):
+                return 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]}, False
+            return 404, {"error": {"message": f"no route {path}"}}, False
+        if route not in ("/v1/chat/completions", "/chat/completions", "/generate"):
+            return 404, {"error": {"message": f"no route {path}"}}, False
+        payload = json.loads(body or b"{}")
+        fault = self._draw_fault()
+        with self._lock:
+            if headers.get("authorization"):
+                self.authorizations.add(headers["authorization"])
+            self.counts["requests"] += 1
+            self.counts[fault or "ok"] += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        if fault == "429":
+            return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}, False
+        if fault == "500":
+            return 500, {"error": {"message": "internal error"}}, False
+        if fault == "stall":
+            await asyncio.sleep(self.stall_s)
+            return 503, {"error": {"message": "stalled"}}, False
+        answer = self.generate(payload) if route == "/generate" else self.completion(payload)
+        return 200, answer, fault == "truncate"
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 with keep-alive: requests on one connection, one after another."""
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line.strip():
+                    break
+                method, path, _ = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
+                status, answer, truncate = await self._respond(method, path, headers, body)
+                data = json.dumps(answer).encode()
+                writer.write(f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                             "\r\n".encode())
+                if truncate:  # promise the whole body, send half, hang up
+                    writer.write(data[: len(data) // 2])
+                    await writer.drain()
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
 
     def _draw_fault(self) -> str | None:
         with self._lock:
@@ -179,17 +190,33 @@ class StubServer:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def start(self) -> "StubServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        """Serve from an event loop in a background thread."""
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, self.host, self.port, backlog=1024))
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._loop is None:
+            return
+        loop = self._loop
+
+        async def shutdown() -> None:
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=10)
+        loop.close()
+        self._loop = None
 
     def __enter__(self) -> "StubServer":
         return self.start()
@@ -209,14 +236,13 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     args = parser.parse_args()
     stub = StubServer(latency_s=args.latency, fault_rate=args.fault_rate, host=args.host,
-                      port=args.port)
+                      port=args.port).start()
     print(f"stub serving on {stub.base_url}", flush=True)
     try:
-        stub._server.serve_forever()
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        pass
-    finally:
-        stub._server.server_close()
+        stub.stop()
 
 
 if __name__ == "__main__":
