@@ -71,3 +71,31 @@ def test_a_stopped_run_keeps_its_records_and_writes_metrics(tmp_path):
     rows = [json.loads(line) for line in problems.read_text().splitlines()]
     assert 2 <= metrics["n_problems"] == len(rows) < 200
     assert [r["index"] for r in rows] == list(range(len(rows)))
+
+
+def test_table_experiments_are_multiruns(tmp_path):
+    out = cope("experiment=cpu_table8", "backend.name=scripted", "task.limit=3", "progress=false",
+               tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "multirun").rglob("metrics.json")]
+    assert sorted(m["method"] for m in metrics) == ["cope", "cope_s1s2", "cope_s2s3", "large"]
+    by_method = {m["method"]: m for m in metrics}
+    assert list(by_method["cope_s1s2"]["resolved_by_stage"]) == ["s1", "s2"]
+    assert list(by_method["cope_s2s3"]["resolved_by_stage"]) == ["s2", "s3"]
+
+
+def test_joblib_workers_share_one_cache(tmp_path):
+    """A threshold grid in parallel processes: the cells share every generation they can."""
+    cache = tmp_path / "shared.sqlite"
+    out = cope("experiment=cpu_table11", "backend.name=scripted", "task.limit=4", "progress=false",
+               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"cache.path={cache}",
+               tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "multirun").rglob("metrics.json")]
+    assert len(metrics) == 4
+    from cope.cache import GenerationCache
+
+    stored = GenerationCache(cache).count()
+    calls = sum(m["backend_calls"] for m in metrics)
+    assert stored <= calls  # a generation is stored once, however many cells asked for it
+    assert stored < sum(m["backend_calls"] + m["cache_hits"] for m in metrics)

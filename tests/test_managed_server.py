@@ -45,3 +45,36 @@ def test_a_server_that_cannot_start_reports_its_log(make_config):
     with pytest.raises(BackendError) as info:
         run(cfg)
     assert "exited with code" in str(info.value) and "no-such-flag" in str(info.value)
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+def test_the_server_stops_when_the_run_is_stopped(tmp_path, stop_signal):
+    """SIGTERM (a scheduler) or SIGINT (Ctrl-C) mid-run: the run stops and so does its server."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, COPE_HOME=os.environ["COPE_HOME"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cope.cli", *SERVED, "task.limit=50", f"run_dir={run_dir}",
+         f"cache.path={tmp_path / 'c.sqlite'}", "progress=false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "server-smollm2-135m.log"
+    samples = run_dir / "samples.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (samples.exists() and samples.stat().st_size > 0):
+        time.sleep(0.2)
+    assert samples.exists(), proc.stderr.read()[-2000:] if proc.poll() is not None else "no samples"
+    port = int(next(line for line in log.read_text().splitlines() if "Uvicorn running" in line
+                    ).split(":")[-1].split()[0])
+    proc.send_signal(getattr(signal, stop_signal))
+    proc.wait(timeout=120)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["finished"] is False
