@@ -155,6 +155,11 @@ class BudgetConfig:
 @dataclass
 class TrackerConfig:
     name: str = "none"
+    project: str = "cope"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # null: the sweep directory for multirun jobs
+    mode: str = "offline"  # WANDB_MODE, when set, wins
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +202,10 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     from cope.backends import BACKENDS
     from cope.tasks import TASKS
 
+    from cope.trackers import TRACKERS
+
+    if cfg.tracker.name not in TRACKERS:
+        raise ConfigError(unknown_name("tracker", cfg.tracker.name, TRACKERS.names()))
     if cfg.task.name not in TASKS:
         raise ConfigError(unknown_name("task", cfg.task.name, TASKS.names()))
     if cfg.task.limit is not None and cfg.task.limit < 1:

@@ -35,6 +35,7 @@ from cope.models.packaged import resolve_model_file
 from cope.paths import cope_home
 from cope.records import RunRecorder
 from cope.tasks import create_task
+from cope.trackers import create_tracker
 from cope.tasks.base import select
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,9 @@ class Run:
             progress = tqdm(total=len(self.problems), initial=len(self.rows),
                             desc=f"{self.cfg.method.name} on {self.cfg.task.name}",
                             unit="problem", dynamic_ncols=True)
+        tracker = create_tracker(self.cfg.tracker)
         try:
+            tracker.start(to_container(self.cfg), self.run_dir)
             with sigterm_as_interrupt():
                 run_coroutine(self._solve_all(progress))
             finished = True
@@ -312,6 +315,7 @@ class Run:
             metrics = self.metrics(time.perf_counter() - start, finished)
             self.recorder.finish(metrics)
             self.close()
+            tracker.finish(metrics, sorted(self.rows, key=lambda r: r["index"]), self.run_dir)
         return RunResult(self.run_dir, metrics, sorted(self.rows, key=lambda r: r["index"]))
 
     def close(self) -> None:

@@ -99,3 +99,30 @@ def test_joblib_workers_share_one_cache(tmp_path):
     calls = sum(m["backend_calls"] for m in metrics)
     assert stored <= calls  # a generation is stored once, however many cells asked for it
     assert stored < sum(m["backend_calls"] + m["cache_hits"] for m in metrics)
+
+
+def test_wandb_offline_multirun_logs_one_run_per_job(tmp_path):
+    """tracker=wandb without an account: offline runs, one per job, grouped by sweep."""
+    import os as _os
+
+    env_key = "WANDB_MODE"
+    saved = _os.environ.pop(env_key, None)
+    try:
+        out = cope("-m", *SCRIPTED, "tracker=wandb", "method.votes=2,4", tmp_path=tmp_path)
+    finally:
+        if saved is not None:
+            _os.environ[env_key] = saved
+    assert out.returncode == 0, out.stderr[-3000:]
+    offline = sorted((tmp_path / "runs").rglob("offline-run-*"))
+    assert len(offline) == 2
+    from analysis.wandb_offline import read_offline_run
+
+    runs = [read_offline_run(path) for path in offline]
+    assert len({r["group"] for r in runs}) == 1
+    assert runs[0]["group"].startswith(str(tmp_path / "runs" / "multirun"))
+    assert {r["config"]["method"]["votes"] for r in runs} == {2, 4}
+    for r in runs:
+        assert r["summary"]["n_problems"] == 2 and "cost_usd_per_million" in r["summary"]
+        # the problem table (W&B stores tables as artifacts) and the run directory
+        assert r["artifacts"] == 2 and r["history"] >= 1
+        assert r["config"]["tracker"]["name"] == "wandb"
