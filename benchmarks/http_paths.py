@@ -1,7 +1,7 @@
 """HTTP request paths against a local OpenAI-compatible stub (in its own process).
 
 - overhead: a whole cope run (runner, engine, cache, records, backend=openai) of the large
-  model alone on N GSM8K problems, against a bare asyncio loop (httpx) sending the same N
+  model alone on N GSM8K problems, against a bare asyncio loop (aiohttp) sending the same N
   requests, both with 64 in flight, the stub answering at once. Goal: cope >= 0.8 of the bare
   loop's requests per second.
 - concurrency: 2000 requests through cope's generator and backend at concurrency 64, the stub
@@ -77,14 +77,16 @@ def cope_run(base_url: str, n: int, workdir: Path):
 
 
 async def bare_loop(base_url: str, payloads: list[dict], concurrency: int) -> float:
+    """The same requests with the same HTTP client library and nothing else."""
+    import aiohttp
+
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
         async def one(payload):
             async with semaphore:
-                response = await client.post("/chat/completions", json=payload)
-                response.raise_for_status()
-                response.json()
+                async with client.post(f"{base_url}/chat/completions", json=payload) as response:
+                    response.raise_for_status()
+                    await response.json()
 
         start = time.perf_counter()
         await asyncio.gather(*(one(p) for p in payloads))

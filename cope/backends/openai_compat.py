@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat endpoint: OpenAI, SGLang's /v1, vLLM, llama.cpp's server.
 
-Async HTTP with, per endpoint, a concurrency limit, optional requests- and tokens-per-minute
+Async HTTP (aiohttp: its connection pool stays fast with many requests queued) with, per
+endpoint, a concurrency limit, optional requests- and tokens-per-minute
 limits, and bounded retries with exponential backoff and jitter on 429, 5xx, timeouts,
 dropped connections and unreadable bodies. The API key is read from the environment
 variable the model names (`api_key_env`) and is only ever put in a request header.
@@ -17,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from cope.backends.base import Backend, OnComplete
@@ -65,7 +67,7 @@ class Endpoint:
     api_key: str | None
     semaphore: asyncio.Semaphore
     limiter: RateLimiter
-    client: httpx.AsyncClient | None = None
+    session: aiohttp.ClientSession | None = None
 
 
 @dataclass(frozen=True)
@@ -116,17 +118,17 @@ class OpenAIBackend(Backend):
         self._routes[identity] = ModelRoute(self._endpoints[base_url], api_model, extra)
         return identity
 
-    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+    def _session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
         # created lazily, inside the event loop that uses it
-        if endpoint.client is None:
+        if endpoint.session is None:
             headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-            endpoint.client = httpx.AsyncClient(
-                base_url=endpoint.base_url, headers=headers,
-                timeout=httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s)),
-                limits=httpx.Limits(max_connections=self.cfg.concurrency,
-                                    max_keepalive_connections=self.cfg.concurrency),
+            endpoint.session = aiohttp.ClientSession(
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s,
+                                              connect=min(10.0, self.cfg.timeout_s)),
+                connector=aiohttp.TCPConnector(limit=self.cfg.concurrency),
             )
-        return endpoint.client
+        return endpoint.session
 
     def _payload(self, request: BackendRequest, route: ModelRoute) -> dict:
         params = request.params
@@ -164,19 +166,21 @@ class OpenAIBackend(Backend):
                 start = time.perf_counter()
                 try:
                     self.requests_sent += 1
-                    response = await self._client(endpoint).post("/chat/completions", json=payload)
-                    body = response.content
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    async with self._session(endpoint).post(
+                            f"{endpoint.base_url}/chat/completions", json=payload) as response:
+                        status = response.status
+                        body = await response.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     last_problem = f"{type(exc).__name__}"
                     continue
                 latency = time.perf_counter() - start
-            if response.status_code in RETRY_STATUSES:
-                last_problem = f"HTTP {response.status_code}"
+            if status in RETRY_STATUSES:
+                last_problem = f"HTTP {status}"
                 continue
-            if response.status_code >= 400:
+            if status >= 400:
                 detail = body[:300].decode("utf-8", errors="replace")
                 raise BackendError(
-                    f"{endpoint.base_url} answered HTTP {response.status_code} for model "
+                    f"{endpoint.base_url} answered HTTP {status} for model "
                     f"'{route.api_model}': {detail}"
                 )
             try:
@@ -202,14 +206,14 @@ class OpenAIBackend(Backend):
 
     async def aclose(self) -> None:
         for endpoint in self._endpoints.values():
-            if endpoint.client is not None:
-                await endpoint.client.aclose()
-                endpoint.client = None
+            if endpoint.session is not None:
+                await endpoint.session.close()
+                endpoint.session = None
 
     def close(self) -> None:
-        # clients belong to the loop that made them; when it is gone, drop them
+        # sessions belong to the loop that made them; when it is gone, drop them
         for endpoint in self._endpoints.values():
-            endpoint.client = None
+            endpoint.session = None
 
 
 def probe_endpoint(base_url: str, api_key: str | None, alias: str) -> None:
