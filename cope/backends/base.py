@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from cope.generation import BackendRequest, Completion
 
@@ -32,3 +33,26 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release models, sessions or servers."""
+
+
+async def generate_in_chunks(
+    requests: Sequence[BackendRequest], group_key: Callable[[BackendRequest], Hashable],
+    chunk_size: int, complete_chunk: Callable[[list[BackendRequest]], list[Completion]],
+    on_complete: OnComplete | None = None,
+) -> list[Completion]:
+    """For in-process backends: group requests that can share a batch, cut groups into chunks
+    of `chunk_size`, complete each chunk in a worker thread, and report completions as each
+    chunk finishes. Results come back in request order."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault(group_key(request), []).append(i)
+    results: list[Completion | None] = [None] * len(requests)
+    for positions in groups.values():
+        for k in range(0, len(positions), chunk_size):
+            chunk = positions[k:k + chunk_size]
+            completions = await asyncio.to_thread(complete_chunk, [requests[i] for i in chunk])
+            for i, completion in zip(chunk, completions):
+                results[i] = completion
+                if on_complete is not None:
+                    on_complete(i, completion)
+    return results  # type: ignore[return-value]

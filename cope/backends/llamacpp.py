@@ -7,13 +7,12 @@ given to the current call (two concurrent decodes on the same cores only thrash)
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
 from collections.abc import Sequence
 
-from cope.backends.base import Backend, OnComplete
+from cope.backends.base import Backend, OnComplete, generate_in_chunks
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
 from cope.models.packaged import resolve_model_file
@@ -138,27 +137,11 @@ class LlamaCppBackend(Backend):
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
-        results: list[Completion | None] = [None] * len(requests)
         if self.cfg.batch_size > 1:
-            by_model: dict[str, list[int]] = {}
-            for i, request in enumerate(requests):
-                by_model.setdefault(request.model_identity, []).append(i)
-            chunks = [positions[k:k + self.cfg.batch_size]
-                      for positions in by_model.values()
-                      for k in range(0, len(positions), self.cfg.batch_size)]
-        else:
-            chunks = [[i] for i in range(len(requests))]
-        for chunk in chunks:
-            if self.cfg.batch_size > 1:
-                completions = await asyncio.to_thread(self._complete_batch,
-                                                      [requests[i] for i in chunk])
-            else:
-                completions = [await asyncio.to_thread(self._complete, requests[chunk[0]])]
-            for i, completion in zip(chunk, completions):
-                results[i] = completion
-                if on_complete is not None:
-                    on_complete(i, completion)
-        return results  # type: ignore[return-value]
+            return await generate_in_chunks(requests, lambda r: r.model_identity,
+                                            self.cfg.batch_size, self._complete_batch, on_complete)
+        return await generate_in_chunks(requests, lambda r: r.model_identity, 1,
+                                        lambda chunk: [self._complete(chunk[0])], on_complete)
 
     def close(self) -> None:
         for decoder in self._decoders.values():

@@ -10,13 +10,12 @@ seeded from its requests' seeds: samples reproduce with the same batch.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cope.backends.base import Backend, OnComplete
+from cope.backends.base import Backend, OnComplete, generate_in_chunks
 from cope.errors import ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts, stable_seed
 from cope.models.packaged import resolve_model_file
@@ -116,21 +115,10 @@ class TransformersBackend(Backend):
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(requests):
-            key = (r.model_identity, r.params.temperature, r.params.top_p, r.params.max_tokens)
-            groups.setdefault(key, []).append(i)
-        results: list[Completion | None] = [None] * len(requests)
-        size = self.cfg.batch_size
-        for positions in groups.values():
-            for k in range(0, len(positions), size):
-                chunk = positions[k:k + size]
-                completions = await asyncio.to_thread(self._batch, [requests[i] for i in chunk])
-                for i, completion in zip(chunk, completions):
-                    results[i] = completion
-                    if on_complete is not None:
-                        on_complete(i, completion)
-        return results  # type: ignore[return-value]
+        return await generate_in_chunks(
+            requests,
+            lambda r: (r.model_identity, r.params.temperature, r.params.top_p, r.params.max_tokens),
+            self.cfg.batch_size, self._batch, on_complete)
 
     def close(self) -> None:
         self._models.clear()
