@@ -40,7 +40,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # keys that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache")
+RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache",
+                     "backend.n_threads", "backend.verbose")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -73,10 +74,14 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+def _resumable(key: str) -> bool:
+    return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUMABLE_CHANGES)
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ, ignoring those a resumed run may change."""
-    a = {k: v for k, v in _flatten(old).items() if k.split(".")[0] not in RESUMABLE_CHANGES}
-    b = {k: v for k, v in _flatten(new).items() if k.split(".")[0] not in RESUMABLE_CHANGES}
+    a = {k: v for k, v in _flatten(old).items() if not _resumable(k)}
+    b = {k: v for k, v in _flatten(new).items() if not _resumable(k)}
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The paper's Tables 3, 8, 9 and 11 on this machine: GSM8K (first 100 test problems), the
+# packaged CPU pair (Qwen2.5-Coder 0.5B small, 1.5B large) on llama.cpp.
+#
+# Each cell has a fixed run directory under experiments/results/gsm8k-cpu/ and runs with
+# resume=true, so this script can be stopped at any moment and started again: finished
+# problems are kept, and generations already made come from the shared cache. Cells are
+# ordered so that cheap ones and cache-sharing ones come first.
+#
+#   bash experiments/cpu_reproduction/run.sh            # every cell
+#   bash experiments/cpu_reproduction/run.sh cope large # some cells
+#   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-experiments/results/gsm8k-cpu}
+LIMIT=${LIMIT:-100}
+mkdir -p "$OUT"
+
+declare -A CELLS=(
+  [large]="method=large"
+  [small_single]="method=small_single"
+  [cope]="method=cope"
+  [small_majority]="method=small_majority"
+  [cope_s1s2]="method=cope_s1s2"
+  [cope_votes4]="method=cope method.votes=4"
+  [cope_tau0.5-0.5]="method=cope method.tau1=0.5 method.tau2=0.5"
+  [cope_tau0.75-0.75]="method=cope method.tau1=0.75 method.tau2=0.75"
+  [cope_tau0.5-0.75]="method=cope method.tau1=0.5 method.tau2=0.75"
+  [cope_s2s3]="method=cope_s2s3"
+  [cope_s1s3]="method=cope_s1s3"
+  [cope_votes16]="method=cope method.votes=16"
+)
+ORDER=(large small_single cope small_majority cope_s1s2 cope_votes4 cope_tau0.5-0.5
+       cope_tau0.75-0.75 cope_tau0.5-0.75 cope_s2s3 cope_s1s3 cope_votes16)
+[ $# -gt 0 ] && ORDER=("$@")
+
+threads=()
+[ -n "${THREADS:-}" ] && threads=("backend.n_threads=$THREADS")
+
+for name in "${ORDER[@]}"; do
+  echo "== $name: ${CELLS[$name]}"
+  # shellcheck disable=SC2086
+  cope task=gsm8k task.limit="$LIMIT" pair=qwen-coder-cpu backend=llamacpp concurrency=1 \
+    progress=false resume=true run_dir="$OUT/$name" cache.path="$OUT/generations.sqlite" \
+    ${CELLS[$name]} "${threads[@]}"
+done
