@@ -1,1 +1,2 @@
-"""Analysis of cope run directories: loading, tables (significance tests and plots to come)."""
+"""Analysis of cope run directories: loading, significance tests, tables, plots and a report
+(`python -m analysis.report RUNS_DIR --out OUT_DIR`)."""

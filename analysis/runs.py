@@ -1,5 +1,9 @@
 """Load run directories into tidy per-problem rows and summarise them.
 
+A run directory holds `config.yaml` and `problems.jsonl`, and `metrics.json` once the run
+ended. Runs still going or stopped by a kill have no `metrics.json`: they load as partial
+runs (their finished problems only), never silently as complete ones.
+
     python -m analysis.runs runs/           # one Markdown row per run found below runs/
 """
 
@@ -12,42 +16,140 @@ from typing import Any
 
 import yaml
 
+from cope.records import read_complete_lines
+
+# The stage lists of the methods in conf/method/: a run whose order differs was a
+# `method.order=[...]` override and gets its own cell.
+DEFAULT_ORDER = {
+    "cope": ("s1", "s2", "s3"), "cope_s1s2": ("s1", "s2"), "cope_s2s3": ("s2", "s3"),
+    "cope_s1s3": ("s1", "s3"), "large": ("solve",), "small_single": ("solve",),
+    "small_majority": ("solve",),
+}
+DEFAULT_VOTES, DEFAULT_TAUS = 8, (0.75, 0.5)
+SMALL_ONLY = ("small_single", "small_majority")
+BASELINES = ("large",) + SMALL_ONLY
+
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every run directory (one holding metrics.json) at or below `root`."""
+    """Every run directory (one holding config.yaml and problems.jsonl) at or below `root`,
+    finished or not; fixed cell directories and Hydra multirun job directories alike."""
     root = Path(root)
-    return sorted(p.parent for p in root.rglob("metrics.json"))
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist: pass a run directory or a directory of runs")
+    return sorted(p.parent for p in root.rglob("problems.jsonl")
+                  if (p.parent / "config.yaml").is_file())
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """config, metrics (None for a run that never ended), problems, and its cell."""
     run_dir = Path(run_dir)
-    with open(run_dir / "problems.jsonl", encoding="utf-8") as handle:
-        problems = [json.loads(line) for line in handle if line.strip()]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    # a killed run may end with a torn line: keep only whole records, as resume does
+    problems = read_complete_lines(run_dir / "problems.jsonl")
+    problems.sort(key=lambda p: p["index"])
+    cell = cell_of(config)
     return {
         "run_dir": str(run_dir),
-        "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+        "config": config,
+        "metrics": metrics,
         "problems": problems,
+        "cell": cell,
+        "label": cell_label(cell),
+        "finished": bool(metrics and metrics.get("finished")),
+        "n_selected": _n_selected(config, metrics),
     }
 
 
+def _n_selected(config: dict[str, Any], metrics: dict[str, Any] | None) -> int | None:
+    if metrics and "n_selected" in metrics:
+        return metrics["n_selected"]
+    task = config.get("task", {})
+    return len(task["ids"]) if task.get("ids") else task.get("limit")
+
+
+def cell_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a run a cell of a table: task, pair, method, stages, votes, thresholds, seed."""
+    method = config["method"]
+    task = config["task"]
+    return {
+        "task": task["name"],
+        "pair": config["pair"]["name"],
+        "method": method["name"],
+        "order": tuple(method["order"]),
+        "votes": int(method.get("votes", DEFAULT_VOTES)),
+        "tau1": float(method.get("tau1", DEFAULT_TAUS[0])),
+        "tau2": float(method.get("tau2", DEFAULT_TAUS[1])),
+        "threshold_op": method.get("threshold_op", "gt"),
+        "seed": int(config.get("seed", 0)),
+        "uses_votes": any(int(stage.get("votes", 1)) > 1 for stage in method["stages"].values()),
+        "uses_taus": any(stage.get("threshold") is not None
+                         for name, stage in method["stages"].items() if name in method["order"]),
+    }
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    """A short name: the method, then what differs from its defaults (seed excluded)."""
+    parts = [cell["method"]]
+    if cell["order"] != DEFAULT_ORDER.get(cell["method"], cell["order"]):
+        parts.append("stages=" + "+".join(cell["order"]))
+    if cell["uses_votes"] and cell["votes"] != DEFAULT_VOTES:
+        parts.append(f"n={cell['votes']}")
+    if cell["uses_taus"] and (cell["tau1"], cell["tau2"]) != DEFAULT_TAUS:
+        parts.append(f"tau={cell['tau1']:g}/{cell['tau2']:g}")
+    if cell["uses_taus"] and cell["threshold_op"] != "gt":
+        parts.append(cell["threshold_op"])
+    return " ".join(parts)
+
+
 def problem_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per problem, tagged with the run's task, method, pair and seed."""
-    metrics = run["metrics"]
-    return [
-        {
-            "run_dir": run["run_dir"],
-            "task": metrics["task"],
-            "method": metrics["method"],
-            "pair": metrics["pair"],
-            "seed": metrics["seed"],
-            "problem_id": p["id"],
-            "correct": bool(p["correct"]),
-            "resolved_stage": p["resolved_stage"],
-            "cost_usd": p["cost_usd"],
+    """One flat row per problem, tagged with the run's cell; per-stage answer, consensus and
+    acceptance as `<stage>_answer`, `<stage>_consensus`, `<stage>_accepted`."""
+    cell = run["cell"]
+    rows = []
+    for p in run["problems"]:
+        row = {
+            "run_dir": run["run_dir"], "label": run["label"], "task": cell["task"],
+            "method": cell["method"], "pair": cell["pair"], "seed": cell["seed"],
+            "votes": cell["votes"], "tau1": cell["tau1"], "tau2": cell["tau2"],
+            "problem_id": p["id"], "index": p["index"], "answer": p.get("answer"),
+            "gold": p.get("gold"), "correct": bool(p["correct"]),
+            "resolved_stage": p["resolved_stage"], "cost_usd": p["cost_usd"],
         }
-        for p in run["problems"]
-    ]
+        for stage in p.get("stages", []):
+            name = stage["stage"]
+            row[f"{name}_answer"] = stage["answer"]
+            row[f"{name}_consensus"] = stage["consensus"]
+            row[f"{name}_accepted"] = stage["accepted"]
+        rows.append(row)
+    return rows
+
+
+def tidy(runs: list[dict[str, Any]]):
+    """All runs' problem rows as one pandas DataFrame (one row per run and problem)."""
+    import pandas as pd
+
+    return pd.DataFrame([row for run in runs for row in problem_rows(run)])
+
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy, cost per 1M problems and resolved counts, computed from the problem records
+    (so a partial run is summarised over what it finished)."""
+    problems = run["problems"]
+    n = len(problems)
+    resolved: dict[str, int] = {name: 0 for name in run["cell"]["order"]}
+    for p in problems:
+        resolved[p["resolved_stage"]] = resolved.get(p["resolved_stage"], 0) + 1
+    return {
+        "label": run["label"], "run_dir": run["run_dir"], **{k: run["cell"][k] for k in
+                                                             ("task", "method", "pair", "seed")},
+        "n": n, "n_selected": run["n_selected"], "finished": run["finished"],
+        "n_correct": sum(bool(p["correct"]) for p in problems),
+        "accuracy": sum(bool(p["correct"]) for p in problems) / n if n else float("nan"),
+        "cost_usd_per_million": sum(p["cost_usd"] for p in problems) / n * 1e6 if n else float("nan"),
+        "resolved_by_stage": resolved,
+    }
 
 
 def summary_table(runs: list[dict[str, Any]]) -> str:
@@ -56,22 +158,29 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        m = run["metrics"]
-        stages = ", ".join(f"{k}:{v}" for k, v in m["resolved_by_stage"].items())
+        s = run_summary(run)
+        stages = ", ".join(f"{k}:{v}" for k, v in s["resolved_by_stage"].items())
+        n = str(s["n"]) if run["finished"] else f"{s['n']} of {s['n_selected']} (unfinished)"
         lines.append(
-            f"| {m['task']} | {m['method']} | {m['pair']} | {m['n_problems']} | "
-            f"{m['accuracy']:.1%} | {m['cost_usd_per_million']:,.1f} | {stages} |"
+            f"| {s['task']} | {s['label']} | {s['pair']} | {n} | "
+            f"{s['accuracy']:.1%} | {s['cost_usd_per_million']:,.1f} | {stages} |"
         )
     return "\n".join(lines)
+
+
+def load_runs(root: str | Path) -> list[dict[str, Any]]:
+    """Every run below `root` that finished at least one problem."""
+    runs = [load_run(path) for path in find_runs(root)]
+    return [run for run in runs if run["problems"]]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="a run directory or a directory of runs")
     args = parser.parse_args(argv)
-    runs = [load_run(path) for path in find_runs(args.root)]
+    runs = load_runs(args.root)
     if not runs:
-        raise SystemExit(f"no run directories (with metrics.json) under {args.root}")
+        raise SystemExit(f"no run directories (config.yaml and problems.jsonl) under {args.root}")
     print(summary_table(runs))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
@@ -102,3 +102,72 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if x.size == 0:
         raise ValueError("no values")
     return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
+
+
+def bootstrap_mean_interval(values: Sequence[float], *, resamples: int = 10_000,
+                            confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
+    """Percentile interval for the mean of one run's per-problem values (accuracy, cost)."""
+    x = np.asarray(values, float)
+    if x.size == 0:
+        raise ValueError("no values")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return BootstrapResult(float(x.mean()), *map(float, np.percentile(means, [tail, 100 - tail])))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Two runs' records on the problems both finished, in one order."""
+
+    ids: list[str]
+    correct_a: np.ndarray
+    correct_b: np.ndarray
+    cost_a: np.ndarray
+    cost_b: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def pair_runs(problems_a: Sequence[dict], problems_b: Sequence[dict]) -> Pairing:
+    """Align two runs on the problem ids they share (a partial run is compared on what it
+    finished; the n says how many)."""
+    by_id_b = {p["id"]: p for p in problems_b}
+    shared = [p for p in problems_a if p["id"] in by_id_b]
+    other = [by_id_b[p["id"]] for p in shared]
+    return Pairing(
+        ids=[p["id"] for p in shared],
+        correct_a=np.array([bool(p["correct"]) for p in shared], dtype=bool),
+        correct_b=np.array([bool(p["correct"]) for p in other], dtype=bool),
+        cost_a=np.array([p["cost_usd"] for p in shared], float),
+        cost_b=np.array([p["cost_usd"] for p in other], float),
+    )
+
+
+def compare(problems_a: Sequence[dict], problems_b: Sequence[dict], *, resamples: int = 10_000,
+            confidence: float = 0.95, seed: int = 0) -> dict:
+    """Everything a paired claim about A against B needs, on their shared problems: n, both
+    accuracies with Wilson intervals, McNemar's exact test, and bootstrap intervals for the
+    accuracy difference and the cost ratio (A / B; absent when B cost nothing)."""
+    pairing = pair_runs(problems_a, problems_b)
+    n = pairing.n
+    if n == 0:
+        return {"n": 0}
+    k_a, k_b = int(pairing.correct_a.sum()), int(pairing.correct_b.sum())
+    test = mcnemar_exact(pairing.correct_a, pairing.correct_b)
+    boot = paired_bootstrap(pairing.correct_a, pairing.correct_b, pairing.cost_a, pairing.cost_b,
+                            resamples=resamples, confidence=confidence, seed=seed)
+    out = {
+        "n": n,
+        "accuracy_a": k_a / n, "accuracy_a_ci": wilson_interval(k_a, n, confidence),
+        "accuracy_b": k_b / n, "accuracy_b_ci": wilson_interval(k_b, n, confidence),
+        "cost_a_per_million": float(pairing.cost_a.mean() * 1e6),
+        "cost_b_per_million": float(pairing.cost_b.mean() * 1e6),
+        "only_a": test.only_a, "only_b": test.only_b, "p_value": test.p_value,
+        "accuracy_difference": asdict(boot["accuracy_difference"]),
+    }
+    if "cost_ratio" in boot:
+        out["cost_ratio"] = asdict(boot["cost_ratio"])
+    return out

@@ -1,0 +1,140 @@
+"""Figures (matplotlib, Agg backend), each written as PNG and PDF.
+
+- `pareto_plot`: accuracy against cost (log cost axis), bootstrap error bars on both axes,
+  the Pareto frontier, and small-only and large-only reference lines;
+- `stage_plot`: problems reached and resolved per stage, and accuracy per stage;
+- `calibration_plot`: accuracy of a stage's majority answer against its consensus;
+- `propagation_plot`: what happened to problems passed from one stage to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis.pareto import Point, pareto_frontier  # noqa: E402
+from analysis.stats import bootstrap_mean_interval  # noqa: E402
+
+
+def save(fig, path: str | Path) -> list[Path]:
+    """Write `path`.png and `path`.pdf; returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # appended, not with_suffix: labels such as "tau=0.5/0.5" put dots in the stem
+    out = [path.parent / f"{path.name}.png", path.parent / f"{path.name}.pdf"]
+    fig.savefig(out[0], dpi=150, bbox_inches="tight")
+    fig.savefig(out[1], bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
+    """A run's accuracy and cost per million problems, each with a bootstrap 95% interval."""
+    correct = [float(bool(p["correct"])) for p in run["problems"]]
+    cost = [p["cost_usd"] * 1e6 for p in run["problems"]]
+    return {"label": run["label"], "method": run["cell"]["method"], "n": len(correct),
+            "accuracy": bootstrap_mean_interval(correct, resamples=resamples, seed=seed),
+            "cost": bootstrap_mean_interval(cost, resamples=resamples, seed=seed)}
+
+
+def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
+    """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
+    log axis: they are drawn as horizontal reference lines, as is large alone."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    priced = [p for p in points if p["cost"].estimate > 0]
+    front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
+                             for p in points])
+    for p in priced:
+        acc, cost = p["accuracy"], p["cost"]
+        ax.errorbar(cost.estimate, 100 * acc.estimate,
+                    xerr=[[cost.estimate - cost.low], [cost.high - cost.estimate]],
+                    yerr=[[100 * (acc.estimate - acc.low)], [100 * (acc.high - acc.estimate)]],
+                    fmt="o", capsize=3, label=f"{p['label']} (n={p['n']})")
+    front_priced = [f for f in front if f.cost > 0]
+    if front_priced:
+        ax.plot([f.cost for f in front_priced], [100 * f.accuracy for f in front_priced], "k--",
+                lw=1, alpha=0.6, label="Pareto frontier")
+    styles = {"small_single": ":", "small_majority": "-.", "large": "-"}
+    for p in points:
+        if p["label"] in styles:
+            ax.axhline(100 * p["accuracy"].estimate, color="grey", ls=styles[p["label"]], lw=1,
+                       label=f"{p['label']} accuracy")
+        if p["label"] == "large" and p["cost"].estimate > 0:
+            ax.axvline(p["cost"].estimate, color="grey", ls="-", lw=0.6, alpha=0.6,
+                       label="large cost")
+    if priced:
+        ax.set_xscale("log")
+    ax.set_xlabel("cost (USD per million problems, log scale)" if priced else
+                  "cost (USD per million problems): every method costs 0")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.grid(alpha=0.3, which="both")
+    return save(fig, path)
+
+
+def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
+    """`table` from `analysis.stages.stage_table`."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.4))
+    names = [row["stage"] for row in table]
+    x = np.arange(len(names))
+    left.bar(x - 0.2, [row["reached"] for row in table], 0.4, label="reached")
+    left.bar(x + 0.2, [row["resolved"] for row in table], 0.4, label="resolved")
+    left.set_xticks(x, names)
+    left.set_ylabel("problems")
+    left.legend(fontsize=8)
+    pct = lambda v: 100 * v if v is not None else np.nan  # noqa: E731
+    right.bar(x - 0.2, [pct(row["stage_accuracy"]) for row in table], 0.4,
+              label="stage answer, all reached")
+    right.bar(x + 0.2, [pct(row["resolved_accuracy"]) for row in table], 0.4,
+              label="resolved there")
+    right.set_xticks(x, names)
+    right.set_ylim(0, 100)
+    right.set_ylabel("accuracy (%)")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def calibration_plot(bins: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
+    """`bins` from `analysis.stages.calibration`: marker area grows with the count."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="calibrated")
+    for stage in dict.fromkeys(b["stage"] for b in bins):
+        rows = [b for b in bins if b["stage"] == stage]
+        ax.plot([b["consensus"] for b in rows], [b["accuracy"] for b in rows], "-", lw=1)
+        ax.scatter([b["consensus"] for b in rows], [b["accuracy"] for b in rows],
+                   s=[20 + 8 * b["n"] for b in rows], alpha=0.7,
+                   label=f"{stage} ({sum(b['n'] for b in rows)} problems)")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("consensus (share of votes for the majority answer)")
+    ax.set_ylabel("accuracy of the majority answer")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+PROPAGATION_KEYS = ("wrong_then_right", "wrong_then_same_wrong", "wrong_then_other_wrong",
+                    "right_then_wrong", "right_then_right")
+
+
+def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") -> list[Path]:
+    """`flows` from `analysis.stages.propagation`: one stacked bar per stage transition."""
+    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.6 * max(1, len(flows))))
+    names = list(flows)
+    left = np.zeros(len(names))
+    for key in PROPAGATION_KEYS:
+        values = np.array([flows[n][key] for n in names], float)
+        ax.barh(names, values, left=left, label=key.replace("_", " "))
+        left += values
+    ax.set_xlabel("problems escalated")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
+    return save(fig, path)
