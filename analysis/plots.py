@@ -44,6 +44,10 @@ def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
 
 
 def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
+    return save(pareto_figure(points, title), path)
+
+
+def pareto_figure(points: Sequence[dict], title: str = ""):
     """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
     log axis: they are drawn as horizontal reference lines, as is large alone."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -76,7 +80,7 @@ def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "") -> li
     ax.set_title(title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.grid(alpha=0.3, which="both")
-    return save(fig, path)
+    return fig
 
 
 def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:

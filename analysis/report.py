@@ -250,8 +250,10 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
         st = stages_section(group)
         stages_all[name] = st
         stages_md.append(stages_markdown(name, st))
+        # figures for one run per cell (its lowest seed); the Markdown covers every run
+        drawn = {id(run) for run in _one_per_label(group)}
         for key, d in st.items():
-            if key == "carried_plan_effect":
+            if key == "carried_plan_effect" or id(d["_run"]) not in drawn:
                 continue
             stem = slug(key) + suffix
             written["figures"] += plots.stage_plot(d["stages"], out / "figures" / f"stages-{stem}", key)

@@ -52,3 +52,21 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "math500.jsonl").is_file():
         pytest.skip(f"shared benchmark data not found at {SHARED_DATA} (set COPE_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def analysis_sweep(tmp_path_factory, cope_home):
+    """Real run directories of a small sweep (scripted backend, CPU pair's names and prices):
+    fixed cell directories as experiments/cpu_reproduction lays them out, one unfinished cell
+    (killed mid-write), and two more seeds of large and COPE in a Hydra multirun layout."""
+    from sweep import CELLS, cut_short, make_sweep
+
+    root = tmp_path_factory.mktemp("analysis_sweep")
+    make_sweep(root / "gsm8k-cpu", CELLS, limit=30)
+    make_sweep(root / "gsm8k-cpu", {"cope_s1s3": ["method=cope_s1s3"]}, limit=30)
+    cut_short(root / "gsm8k-cpu" / "cope_s1s3", keep=12)
+    for job, seed in enumerate((1, 2)):
+        for offset, method in enumerate(("large", "cope")):
+            make_sweep(root / "multirun" / "2026-01-01" / "00-00-00",
+                       {str(2 * job + offset): [f"method={method}", f"seed={seed}"]}, limit=30)
+    return root

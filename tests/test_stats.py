@@ -6,7 +6,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.stats import holm, mcnemar_exact, mean_std, paired_bootstrap, wilson_interval
+from analysis.stats import (
+    bootstrap_mean_interval, compare, holm, mcnemar_exact, mean_std, pair_runs, paired_bootstrap,
+    wilson_interval,
+)
 
 
 def paired(seed, n=200, p_a=0.7, p_b=0.6):
@@ -67,3 +70,54 @@ def test_mean_std_uses_the_sample_deviation():
     assert mean == pytest.approx(np.mean([74.4, 73.2, 75.0, 74.8, 74.6]))
     assert std == pytest.approx(np.std([74.4, 73.2, 75.0, 74.8, 74.6], ddof=1))
     assert mean_std([1.0]) == (1.0, 0.0)
+
+
+def test_paired_bootstrap_matches_scipy():
+    """Same resampling stream, same percentile rule: scipy's interval, to the last bit."""
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    a, b = rng.random(300) < 0.7, rng.random(300) < 0.6
+    cost_a, cost_b = rng.random(300), rng.random(300) + 0.5
+    ours = paired_bootstrap(a, b, cost_a, cost_b, resamples=3000, seed=5)
+    for key, data, statistic in [
+        ("accuracy_difference", (a.astype(float), b.astype(float)),
+         lambda x, y, axis: x.mean(axis) - y.mean(axis)),
+        ("cost_ratio", (cost_a, cost_b), lambda x, y, axis: x.sum(axis) / y.sum(axis)),
+    ]:
+        theirs = stats.bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=3000,
+                                 method="percentile", rng=np.random.default_rng(5))
+        assert ours[key].low == pytest.approx(theirs.confidence_interval.low, abs=1e-12)
+        assert ours[key].high == pytest.approx(theirs.confidence_interval.high, abs=1e-12)
+
+
+def test_bootstrap_mean_interval_matches_scipy():
+    from scipy import stats
+
+    x = np.random.default_rng(4).random(120)
+    ours = bootstrap_mean_interval(x, resamples=2500, seed=2)
+    theirs = stats.bootstrap((x,), np.mean, n_resamples=2500, method="percentile",
+                             rng=np.random.default_rng(2)).confidence_interval
+    assert (ours.low, ours.high) == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+    assert ours.estimate == pytest.approx(x.mean())
+
+
+def test_compare_pairs_runs_on_their_shared_problems():
+    """A partial run is compared on the problems both finished, in matching order."""
+    def problems(flags, costs, ids):
+        return [{"id": i, "correct": f, "cost_usd": c} for i, f, c in zip(ids, flags, costs)]
+
+    a = problems([True, True, False, True, True], [1, 1, 1, 1, 1], ["1", "2", "3", "4", "5"])
+    b = problems([False, True, True], [4, 4, 2], ["4", "2", "3"])  # unfinished, other order
+    pairing = pair_runs(a, b)
+    assert pairing.ids == ["2", "3", "4"] and pairing.n == 3
+    assert pairing.correct_b.tolist() == [True, True, False]
+    assert pairing.cost_b.tolist() == [4, 2, 4]
+    result = compare(a, b, resamples=500)
+    assert result["n"] == 3 and (result["only_a"], result["only_b"]) == (1, 1)
+    assert result["accuracy_a"] == pytest.approx(2 / 3) and result["accuracy_b"] == pytest.approx(2 / 3)
+    assert result["cost_ratio"]["estimate"] == pytest.approx(3 / 10)
+    assert result["accuracy_a_ci"] == pytest.approx(proportion_confint(2, 3, method="wilson"))
+    assert compare(a, problems([True], [1], ["9"]))["n"] == 0
+    # a free reference has no cost ratio
+    assert "cost_ratio" not in compare(a, problems([True], [0.0], ["1"]), resamples=100)

@@ -1,0 +1,89 @@
+"""The paper's tables rebuilt from run directories: published numbers beside ours."""
+
+import json
+
+import pytest
+
+from analysis import published
+from analysis.runs import load_runs
+from analysis.stats import mean_std, wilson_interval
+from analysis.tables import all_tables, main_results, seeds_table, stages_table, thresholds_table
+
+TASK, PAIR = "gsm8k", "qwen-coder-cpu"
+
+
+@pytest.fixture(scope="module")
+def runs(analysis_sweep):
+    return load_runs(analysis_sweep)
+
+
+def metrics(root, cell):
+    return json.loads((root / "gsm8k-cpu" / cell / "metrics.json").read_text())
+
+
+def row(table, first):
+    return next(r for r in table.rows if r[0] == first)
+
+
+def ours_acc(m):
+    low, high = wilson_interval(m["n_correct"], m["n_problems"])
+    return f"{100 * m['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def test_table3_puts_our_runs_beside_the_published_numbers(runs, analysis_sweep):
+    table = main_results(runs, TASK, PAIR, "table3")
+    # our pair is not one of the paper's: the paper's column is the ablation pair's
+    col = published.PAIRS.index(published.ABLATION_PAIR)
+    for method in ("small_single", "small_majority", "large", "cope"):
+        m = metrics(analysis_sweep, method)
+        acc, cost = published.TABLE3_MATH500[method][col]
+        assert row(table, method)[1:3] == [f"{acc:.1f}", "-" if cost is None else f"{cost:,.0f}"]
+        assert row(table, method)[3:] == [ours_acc(m), f"{m['cost_usd_per_million']:,.1f}", "30"]
+    assert row(table, "ABC")[1:] == ["72.4", "304", "-", "-", "-"]
+    md, tex = table.markdown(), table.latex()
+    assert "| cope | 74.4 | 212 |" in md and "GSM8K, pair qwen-coder-cpu" in md
+    assert tex.count(r"\\") == len(table.rows) + 1 and r"small\_single" in tex
+    assert tex.startswith("% Table 3") and r"\begin{tabular}{lrrrrr}" in tex
+
+
+def test_a_paper_pair_selects_its_column(runs):
+    renamed = [{**r, "cell": {**r["cell"], "pair": "qwen1.5b+gpt-4o"}} for r in runs]
+    table = main_results(renamed, TASK, "qwen1.5b+gpt-4o", "table3")
+    assert row(table, "large")[1:3] == ["75.2", "5,025"]
+    assert row(table, "cope")[1:3] == ["75.2", "3,725"]
+
+
+def test_ablation_tables_map_runs_by_config(runs, analysis_sweep):
+    t8 = stages_table(runs, TASK, PAIR)
+    m = metrics(analysis_sweep, "cope_s1s2")
+    assert row(t8, "S1+S2")[1:] == ["71.8", "50", ours_acc(m), f"{m['cost_usd_per_million']:,.1f}", "30"]
+    # the killed cell counts what it finished, and says so
+    assert row(t8, "S1+S3")[-1] == "12 of 30, unfinished"
+    t11 = thresholds_table(runs, TASK, PAIR)
+    m = metrics(analysis_sweep, "cope_tau0.5-0.5")
+    resolved = "/".join(str(m["resolved_by_stage"][s]) for s in ("s1", "s2", "s3"))
+    assert row(t11, "0.5/0.5")[1:5] == ["312/72/116", "70.0", "173", resolved]
+    assert row(t11, "0.5/0.75")[4:] == ["-", "-", "-", "-"]  # not run
+    m = metrics(analysis_sweep, "cope")
+    assert row(t11, "0.75/0.5")[5] == ours_acc(m)
+
+
+def test_seed_table_averages_the_seeds_of_a_cell(runs, analysis_sweep):
+    table = seeds_table(runs, TASK, PAIR)
+    seed_dirs = [analysis_sweep / "gsm8k-cpu" / "cope"] + sorted(
+        p.parent for p in (analysis_sweep / "multirun").rglob("metrics.json")
+        if json.loads(p.read_text())["method"] == "cope")
+    accs = [100 * json.loads((d / "metrics.json").read_text())["accuracy"] for d in seed_dirs]
+    mean, std = mean_std(accs)
+    assert row(table, "cope")[1:4] == ["74.4 ± 0.88", "207 ± 6.0", f"{mean:.1f} ± {std:.2f}"]
+    assert row(table, "cope")[5] == "3 seeds (0,1,2); n=30"
+
+
+def test_every_table_renders(runs):
+    tables = all_tables(runs, TASK, PAIR)
+    assert [t.name for t in tables] == ["table3", "table5", "table8", "table9", "table11", "table13"]
+    t5 = tables[1]
+    assert row(t5, "cope")[1:] == ["62.2", "77", "-", "-", "-"]  # no MBPP runs
+    t9 = tables[3]
+    assert [r[0] for r in t9.rows] == ["n=4", "n=8", "n=32"]
+    assert row(t9, "n=32")[1:3] == ["74.4", "85.7"]
