@@ -1,4 +1,4 @@
-"""Figures (matplotlib, Agg backend), each written as PNG and PDF.
+"""Figures (matplotlib, Agg canvas), each written as PNG and PDF.
 
 - `pareto_plot`: accuracy against cost (log cost axis), bootstrap error bars on both axes,
   the Pareto frontier, and small-only and large-only reference lines;
@@ -12,14 +12,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from analysis.pareto import Point, pareto_frontier
+from analysis.stats import bootstrap_mean_interval
 
-from analysis.pareto import Point, pareto_frontier  # noqa: E402
-from analysis.stats import bootstrap_mean_interval  # noqa: E402
+
+def subplots(ncols: int = 1, figsize=(6.4, 4.4)):
+    """A figure on the Agg canvas, outside pyplot: no global backend switch, nothing left
+    open, the same in a script, a test or a notebook."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols)
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG, e.g. for IPython.display.Image."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def save(fig, path: str | Path) -> list[Path]:
@@ -30,7 +45,6 @@ def save(fig, path: str | Path) -> list[Path]:
     out = [path.parent / f"{path.name}.png", path.parent / f"{path.name}.pdf"]
     fig.savefig(out[0], dpi=150, bbox_inches="tight")
     fig.savefig(out[1], bbox_inches="tight")
-    plt.close(fig)
     return out
 
 
@@ -50,7 +64,7 @@ def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "") -> li
 def pareto_figure(points: Sequence[dict], title: str = ""):
     """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
     log axis: they are drawn as horizontal reference lines, as is large alone."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = subplots(figsize=(6.4, 4.4))
     priced = [p for p in points if p["cost"].estimate > 0]
     front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
                              for p in points])
@@ -85,7 +99,7 @@ def pareto_figure(points: Sequence[dict], title: str = ""):
 
 def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
     """`table` from `analysis.stages.stage_table`."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.4))
+    fig, (left, right) = subplots(2, figsize=(8, 3.4))
     names = [row["stage"] for row in table]
     x = np.arange(len(names))
     left.bar(x - 0.2, [row["reached"] for row in table], 0.4, label="reached")
@@ -108,7 +122,7 @@ def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list
 
 def calibration_plot(bins: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
     """`bins` from `analysis.stages.calibration`: marker area grows with the count."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="calibrated")
     for stage in dict.fromkeys(b["stage"] for b in bins):
         rows = [b for b in bins if b["stage"] == stage]
@@ -131,7 +145,7 @@ PROPAGATION_KEYS = ("wrong_then_right", "wrong_then_same_wrong", "wrong_then_oth
 
 def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") -> list[Path]:
     """`flows` from `analysis.stages.propagation`: one stacked bar per stage transition."""
-    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.6 * max(1, len(flows))))
+    fig, ax = subplots(figsize=(6.4, 1.2 + 0.6 * max(1, len(flows))))
     names = list(flows)
     left = np.zeros(len(names))
     for key in PROPAGATION_KEYS:

@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--common-problems", action="store_true",
                         help="compare every run on the problems all runs of its task finished")
     args = parser.parse_args(argv)
+    if not Path(args.runs_dir).exists():
+        raise SystemExit(f"{args.runs_dir} does not exist: pass a run directory or a directory of runs")
     written = build_report(args.runs_dir, args.out, resamples=args.resamples, seed=args.seed,
                            common_problems=args.common_problems)
     print(f"{written['runs']} runs; {len(written['tables'])} table files, "

@@ -1,0 +1,102 @@
+"""`python -m analysis.report` end to end on a sweep of real run directories."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from statsmodels.stats.contingency_tables import mcnemar
+
+from analysis.report import main, restrict_to_common
+from analysis.runs import load_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def correct(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "problems.jsonl").read_text().splitlines()
+            if line.strip()]
+    return {row["id"]: row["correct"] for row in rows}
+
+
+@pytest.fixture(scope="module")
+def report(analysis_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    done = subprocess.run([sys.executable, "-m", "analysis.report", str(analysis_sweep), "--out",
+                           str(out), "--resamples", "1000"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("13 runs;")
+    return out
+
+
+def test_report_writes_tables_tests_and_figures(report):
+    for name in ("table3", "table5", "table8", "table9", "table11", "table13"):
+        assert (report / "tables" / f"{name}.md").read_text().startswith("### Table")
+        assert r"\begin{tabular}" in (report / "tables" / f"{name}.tex").read_text()
+    for stem in ("pareto", "stages-cope_seed_0", "calibration-cope_seed_0",
+                 "propagation-cope_seed_0", "stages-cope_tau_0.5_0.5_seed_0"):
+        for ext in ("png", "pdf"):
+            assert (report / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+    # figures for one seed per cell; the other seeds appear in the Markdown only
+    assert not (report / "figures" / "stages-cope_seed_1.png").exists()
+    index = (report / "report.md").read_text()
+    assert "| gsm8k | cope_s1s3 | qwen-coder-cpu | 12 of 30 (unfinished) |" in index
+    assert "Table 11: thresholds" in index and "Cost of closing the small-to-large gap" in index
+
+
+def test_significance_matches_statsmodels_on_the_run_records(report, analysis_sweep):
+    rows = json.loads((report / "significance.json").read_text())["comparisons"]
+    cells = analysis_sweep / "gsm8k-cpu"
+    a, b = correct(cells / "cope"), correct(cells / "large")
+    ids = sorted(a, key=int)
+    x, y = np.array([a[i] for i in ids]), np.array([b[i] for i in ids])
+    table = [[np.sum(x & y), np.sum(x & ~y)], [np.sum(~x & y), np.sum(~x & ~y)]]
+    row = next(r for r in rows if (r["method"], r["seed"], r["reference"]) == ("cope", 0, "large"))
+    assert row["n"] == 30 and not row["partial"]
+    assert row["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-9)
+    assert row["accuracy_a"] == pytest.approx(x.mean()) and row["accuracy_b"] == pytest.approx(y.mean())
+    low, high = row["accuracy_difference"]["low"], row["accuracy_difference"]["high"]
+    assert low <= x.mean() - y.mean() <= high
+    # the killed cell is compared on the problems it finished, and flagged
+    partial = next(r for r in rows if (r["method"], r["reference"]) == ("cope_s1s3", "large"))
+    assert partial["n"] == 12 and partial["partial"]
+    # seeds meet their own seed of the reference
+    seeded = next(r for r in rows if (r["method"], r["seed"], r["reference"]) == ("cope", 2, "large"))
+    assert seeded["reference_seed"] == 2
+    family = [r for r in rows if r["family"] == row["family"]]
+    # small_single, small_majority, cope x 3 seeds, s1s2, s2s3, s1s3, n=4, tau=0.5/0.5
+    assert len(family) == 10 and all(r["p_holm"] >= r["p_value"] for r in family)
+    # each pair of baselines is tested once
+    assert not any(r["method"] == "large" for r in rows)
+
+
+def test_stage_diagnostics_and_gap_costs_in_the_report(report, analysis_sweep):
+    stages = json.loads((report / "stages.json").read_text())["gsm8k / qwen-coder-cpu"]
+    cope = [json.loads(line) for line in
+            (analysis_sweep / "gsm8k-cpu" / "cope" / "problems.jsonl").read_text().splitlines()]
+    escalated = sum(p["resolved_stage"] != "s1" for p in cope)
+    assert stages["carried_plan_effect"]["n"] == escalated
+    assert stages["cope seed 0"]["propagation"]["s1->s2"]["escalated"] == escalated
+    resolved = {row["stage"]: row["resolved"] for row in stages["cope seed 0"]["stages"]}
+    metrics = json.loads((analysis_sweep / "gsm8k-cpu" / "cope" / "metrics.json").read_text())
+    assert resolved == metrics["resolved_by_stage"]
+    pareto = json.loads((report / "pareto.json").read_text())["gsm8k / qwen-coder-cpu"]
+    assert [g["fraction"] for g in pareto["gap"]["costs"]] == [0.5, 0.8, 1.0]
+    assert pareto["gap"]["large"]["label"] == "large"
+    costs = [g["cost"] for g in pareto["gap"]["costs"] if g["cost"] is not None]
+    assert costs == sorted(costs)
+
+
+def test_common_problems_cut_every_run_to_the_shared_ones(analysis_sweep):
+    runs = restrict_to_common(load_runs(analysis_sweep))
+    assert {len(r["problems"]) for r in runs} == {12}
+
+
+def test_report_refuses_a_missing_or_empty_directory(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="no run with a finished problem"):
+        main([str(tmp_path), "--out", str(tmp_path / "out")])
