@@ -118,6 +118,9 @@ def pareto_markdown(name: str, section: dict[str, Any]) -> str:
 
 def stages_section(group: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    group = [run for run in group if all("stages" in p for p in run["problems"])]
+    if not group:
+        return out
     for run in group:
         if len(run["cell"]["order"]) < 2 or run["cell"]["task"] not in stages.MATH_TASKS:
             continue
@@ -202,12 +205,20 @@ def _dump(obj: Any, path: Path) -> None:
 
 
 def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 10_000,
-                 seed: int = 0, common_problems: bool = False) -> dict[str, Any]:
-    """Write the report; returns what it wrote (paths and the computed sections)."""
-    runs = load_runs(runs_dir)
+                 seed: int = 0, common_problems: bool = False, wandb: bool = False
+                 ) -> dict[str, Any]:
+    """Write the report; returns what it wrote (paths and the computed sections). With
+    `wandb`, the runs are the offline W&B runs under `runs_dir` instead of run directories."""
+    if wandb:
+        from analysis.wandb_offline import find_offline_runs, load_offline_run
+
+        runs = [load_offline_run(path) for path in find_offline_runs(runs_dir)]
+    else:
+        runs = load_runs(runs_dir)
     if not runs:
-        raise SystemExit(f"no run with a finished problem (config.yaml and problems.jsonl) "
-                         f"under {runs_dir}")
+        what = "offline W&B run (offline-run-*)" if wandb else \
+            "run with a finished problem (config.yaml and problems.jsonl)"
+        raise SystemExit(f"no {what} under {runs_dir}")
     if common_problems:
         runs = restrict_to_common(runs)
     out = Path(out_dir)
@@ -281,11 +292,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--common-problems", action="store_true",
                         help="compare every run on the problems all runs of its task finished")
+    parser.add_argument("--wandb", action="store_true",
+                        help="read the offline W&B runs (tracker=wandb) under RUNS_DIR instead of "
+                             "run directories; per-stage diagnostics need run directories")
     args = parser.parse_args(argv)
     if not Path(args.runs_dir).exists():
         raise SystemExit(f"{args.runs_dir} does not exist: pass a run directory or a directory of runs")
     written = build_report(args.runs_dir, args.out, resamples=args.resamples, seed=args.seed,
-                           common_problems=args.common_problems)
+                           common_problems=args.common_problems, wandb=args.wandb)
     print(f"{written['runs']} runs; {len(written['tables'])} table files, "
           f"{len(written['figures'])} figure files, significance and stage diagnostics in {args.out}")
 

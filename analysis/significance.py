@@ -103,6 +103,9 @@ def markdown(rows: Sequence[dict], seeds: Sequence[dict]) -> str:
            "the method over the reference's, paired bootstrap 95%; A/B only: problems only "
            "the method / only the reference got right; p: McNemar's exact two-sided test; "
            "p (Holm): adjusted within each family (same reference, task and pair).", ""]
+    if not rows:
+        out += ["No comparisons: they need a baseline run (large, small_single or "
+                "small_majority) and another run of the same task and pair.", ""]
     for family in dict.fromkeys(row["family"] for row in rows):
         out += [f"### {family}", "",
                 "| method | seed | n | acc | reference acc | diff (pp) | cost ratio | A/B only "

@@ -1,4 +1,5 @@
-"""Read W&B offline run files (run-*.wandb) without uploading them.
+"""Read W&B offline run files (run-*.wandb) without uploading them, and load W&B runs as
+analysis runs (`load_offline_run`; `load_api_runs` for runs synced to the service).
 
 The file is a sequence of protobuf `Record`s in a LevelDB-style log: a 7-byte header
 (":W&B", magic, version), then 32 KiB blocks of chunks, each with a 7-byte chunk header
@@ -70,4 +71,52 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
             out["history"] += 1
         elif kind == "artifact":
             out["artifacts"] += 1
+    return out
+
+
+def load_offline_run(run_dir: str | Path) -> dict[str, Any]:
+    """An offline W&B run as a run of `analysis.runs` (config, metrics, problems, cell).
+
+    The per-problem table the tracker logs has each problem's id, answer, gold, correctness,
+    resolving stage and cost, but not the per-stage records: paired tests, tables and the
+    Pareto plot work from it; per-stage diagnostics need the run directory."""
+    from analysis.runs import cell_label, cell_of
+
+    run_dir = Path(run_dir)
+    info = read_offline_run(run_dir)
+    config = {k: v for k, v in info["config"].items() if not k.startswith("_")}
+    tables = sorted((run_dir / "files" / "media" / "table").glob("problems_*.table.json"))
+    if "method" not in config or not tables:
+        raise ValueError(f"{run_dir} is not a cope run logged with tracker=wandb (no cope config "
+                         "or no per-problem table; a run that never finished logs none)")
+    table = json.loads(tables[-1].read_text())
+    problems = [dict(zip(table["columns"], row)) for row in table["data"]]
+    problems.sort(key=lambda p: p["index"])
+    metrics = {k: v for k, v in info["summary"].items() if not k.startswith("_") and k}
+    cell = cell_of(config)
+    return {"run_dir": str(run_dir), "config": config, "metrics": metrics, "problems": problems,
+            "cell": cell, "label": cell_label(cell), "finished": bool(metrics.get("finished")),
+            "n_selected": metrics.get("n_selected"), "source": "wandb-offline"}
+
+
+def find_offline_runs(root: str | Path) -> list[Path]:
+    """Every offline W&B run directory (offline-run-*) at or below `root`."""
+    return sorted(p.parent for p in Path(root).rglob("run-*.wandb")
+                  if p.parent.name.startswith("offline-run-"))
+
+
+def load_api_runs(path: str, group: str | None = None, download_to: str | Path = "wandb-runs"
+                  ) -> list[dict[str, Any]]:
+    """Runs synced to W&B (`entity/project`, optionally one sweep group), through the public
+    API: each run's `cope-run` artifact is its run directory, downloaded and loaded as one.
+    Needs network access and a W&B login."""
+    import wandb
+
+    from analysis.runs import load_run
+
+    out = []
+    for run in wandb.Api().runs(path, filters={"group": group} if group else None):
+        for artifact in run.logged_artifacts():
+            if artifact.type == "cope-run":
+                out.append(load_run(artifact.download(root=str(Path(download_to) / run.id))))
     return out

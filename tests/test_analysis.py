@@ -1,4 +1,8 @@
-"""Loading run directories for analysis."""
+"""Loading run directories (finished, unfinished, W&B offline) for analysis."""
+
+import json
+
+import pytest
 
 from analysis.runs import find_runs, load_run, main, problem_rows, summary_table
 from cope.backends.scripted import ScriptedBackend
@@ -21,3 +25,65 @@ def test_runs_load_into_tidy_rows(make_config, tmp_path, capsys):
     assert table.count("| gsm8k | cope | tiny-cpu | 3 |") == 2
     main([str(tmp_path / "runs")])
     assert "| gsm8k | cope |" in capsys.readouterr().out
+
+
+def test_unfinished_runs_load_with_what_they_finished(analysis_sweep, tmp_path):
+    from sweep import copy_run, cut_short
+
+    from analysis.runs import load_runs
+
+    runs = {(r["label"], r["cell"]["seed"]): r for r in load_runs(analysis_sweep)}
+    killed = runs[("cope_s1s3", 0)]
+    assert len(killed["problems"]) == 12 and not killed["finished"]  # the torn 13th line dropped
+    assert killed["metrics"] is None and killed["n_selected"] == 30
+    assert "12 of 30 (unfinished)" in summary_table([killed])
+    # a run killed before its first problem has nothing to compare and is left out
+    empty = copy_run(analysis_sweep / "gsm8k-cpu" / "large", tmp_path / "runs" / "empty")
+    cut_short(empty, keep=0, torn=False)
+    assert load_run(empty)["problems"] == [] and load_runs(tmp_path / "runs") == []
+
+
+def test_cells_and_labels_come_from_config(analysis_sweep):
+    from analysis.runs import load_runs, tidy
+
+    runs = load_runs(analysis_sweep)
+    labels = {r["label"] for r in runs}
+    assert labels == {"large", "small_single", "small_majority", "cope", "cope_s1s2", "cope_s2s3",
+                      "cope_s1s3", "cope n=4", "cope tau=0.5/0.5"}
+    seeds = sorted(r["cell"]["seed"] for r in runs if r["label"] == "cope")
+    assert seeds == [0, 1, 2]  # two of them from the multirun layout
+    votes4 = next(r for r in runs if r["label"] == "cope n=4")
+    assert (votes4["cell"]["votes"], votes4["cell"]["order"]) == (4, ("s1", "s2", "s3"))
+    frame = tidy(runs)
+    assert len(frame) == sum(len(r["problems"]) for r in runs) == 12 * 30 + 12
+    cope = frame[(frame.label == "cope") & (frame.seed == 0)]
+    assert set(cope.columns) >= {"s1_answer", "s1_consensus", "s2_accepted", "s3_answer"}
+    assert cope.correct.mean() == pytest.approx(
+        json.loads((analysis_sweep / "gsm8k-cpu" / "cope" / "metrics.json").read_text())["accuracy"])
+
+
+def test_wandb_offline_runs_load_as_runs(make_config, tmp_path, monkeypatch):
+    """tracker=wandb offline: the W&B files alone give the same per-problem results."""
+    from analysis.report import build_report
+    from analysis.wandb_offline import find_offline_runs, load_offline_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    backend = ScriptedBackend()
+    for method in ("large", "cope"):
+        cfg = make_config("pair=qwen-coder-cpu", "backend.name=scripted", "task.limit=6",
+                          f"method={method}", "tracker=wandb", f"run_dir={tmp_path / 'runs' / method}")
+        run(cfg, backends={"scripted": backend})
+    found = find_offline_runs(tmp_path / "runs")
+    assert len(found) == 2
+    for path in found:
+        from_wandb = load_offline_run(path)
+        from_dir = load_run(path.parents[1])
+        assert from_wandb["label"] == from_dir["label"] and from_wandb["finished"]
+        keys = ("id", "correct", "resolved_stage", "cost_usd")
+        assert [[p[k] for k in keys] for p in from_wandb["problems"]] == \
+            [[p[k] for k in keys] for p in from_dir["problems"]]
+    written = build_report(tmp_path / "runs", tmp_path / "out", resamples=200, wandb=True)
+    (row,) = [r for r in written["significance"] if r["method"] == "cope"]
+    assert row["n"] == 6 and row["reference"] == "large"
+    assert written["stages"] == {"gsm8k / qwen-coder-cpu": {}}  # no per-stage records in W&B
