@@ -23,7 +23,7 @@ from analysis.stats import bootstrap_mean_interval
 def subplots(ncols: int = 1, figsize=(6.4, 4.4)):
     """A figure on the Agg canvas, outside pyplot: no global backend switch, nothing left
     open, the same in a script, a test or a notebook."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(1, ncols)
 
@@ -57,13 +57,15 @@ def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
             "cost": bootstrap_mean_interval(cost, resamples=resamples, seed=seed)}
 
 
-def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
-    return save(pareto_figure(points, title), path)
+def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
+                gap_costs: Sequence = ()) -> list[Path]:
+    return save(pareto_figure(points, title, gap_costs), path)
 
 
-def pareto_figure(points: Sequence[dict], title: str = ""):
+def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence = ()):
     """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
-    log axis: they are drawn as horizontal reference lines, as is large alone."""
+    log axis: they are drawn as horizontal reference lines, as is large alone. `gap_costs`
+    (`analysis.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap."""
     fig, ax = subplots(figsize=(6.4, 4.4))
     priced = [p for p in points if p["cost"].estimate > 0]
     front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
@@ -86,6 +88,10 @@ def pareto_figure(points: Sequence[dict], title: str = ""):
         if p["label"] == "large" and p["cost"].estimate > 0:
             ax.axvline(p["cost"].estimate, color="grey", ls="-", lw=0.6, alpha=0.6,
                        label="large cost")
+    for g in gap_costs:
+        if g.cost is not None and g.cost > 0:
+            ax.plot([g.cost], [100 * g.target_accuracy], marker="x", color="black", ms=7, ls="none",
+                    label=f"{100 * g.fraction:.0f}% of gap closed")
     if priced:
         ax.set_xscale("log")
     ax.set_xlabel("cost (USD per million problems, log scale)" if priced else

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import plots, significance, stages, tables
-from analysis.pareto import Point, gap_closing_costs, pareto_frontier
+from analysis.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
 from analysis.runs import SMALL_ONLY, load_runs, summary_table
 
 
@@ -84,6 +84,10 @@ def pareto_section(group: list[dict], resamples: int) -> dict[str, Any]:
     return out
 
 
+def gap_closing_costs_of(gap: dict | str) -> list[GapCost]:
+    return [] if isinstance(gap, str) else [GapCost(**g) for g in gap["costs"]]
+
+
 def pareto_markdown(name: str, section: dict[str, Any]) -> str:
     lines = [f"## {name}", "", "| method | n | accuracy % [95% bootstrap] | cost (USD / 1M) "
              "[95% bootstrap] | on frontier |", "|---|---|---|---|---|"]
@@ -112,7 +116,8 @@ def pareto_markdown(name: str, section: dict[str, Any]) -> str:
         for g in gap["costs"]:
             cost = "not reached" if g["cost"] is None else f"{g['cost']:,.1f}"
             share = "-" if g["share_of_large_cost"] is None else f"{100 * g['share_of_large_cost']:.0f}%"
-            lines.append(f"| {100 * g['fraction']:.0f}% | {100 * g['target_accuracy']:.1f} | {cost} | {share} |")
+            lines.append(f"| {100 * g['fraction']:.0f}% | {100 * g['target_accuracy']:.1f} | {cost} "
+                         f"| {share} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,8 +172,9 @@ def stages_markdown(name: str, section: dict[str, Any]) -> str:
         if effect["n"]:
             lines.append(
                 f"On the {effect['n']} problems COPE escalated from stage 1 (and the S2+S3 run "
-                f"finished), stage 2's majority answer was right {100 * effect['s2_accuracy_with_s1_plan']:.1f}% "
-                f"of the time with the stage-1 plan and {100 * effect['s2_accuracy_without_s1_plan']:.1f}% "
+                f"finished), stage 2's majority answer was right "
+                f"{100 * effect['s2_accuracy_with_s1_plan']:.1f}% of the time with the stage-1 plan "
+                f"and {100 * effect['s2_accuracy_without_s1_plan']:.1f}% "
                 f"without it (S2+S3, same large-model guideline); only with: "
                 f"{effect['only_with_plan_right']}, only without: {effect['only_without_plan_right']}, "
                 f"McNemar exact p = {effect['p_value']:.3g}.")
@@ -254,8 +260,10 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
         name = f"{task} / {pair}"
         suffix = f"-{slug(task)}-{slug(pair)}" if several else ""
         section = pareto_section(group, resamples=min(resamples, 2000))
+        gap = section["gap"]
+        gap_costs = gap_closing_costs_of(gap)
         written["figures"] += plots.pareto_plot(section["_points"], out / "figures" / f"pareto{suffix}",
-                                                title=name)
+                                                title=name, gap_costs=gap_costs)
         pareto_all[name] = section
         pareto_md.append(pareto_markdown(name, section))
         st = stages_section(group)

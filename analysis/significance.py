@@ -114,7 +114,10 @@ def markdown(rows: Sequence[dict], seeds: Sequence[dict]) -> str:
             if not r["n"]:
                 out.append(f"| {r['method']} | {r['seed']} | 0 | no shared problems |||||||")
                 continue
-            acc = lambda k: f"{100 * r[k]:.1f} [{100 * r[k + '_ci'][0]:.1f}, {100 * r[k + '_ci'][1]:.1f}]"  # noqa: E731
+            def acc(k, r=r):
+                low, high = r[k + "_ci"]
+                return f"{100 * r[k]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
             n = f"{r['n']}{' (partial)' if r['partial'] else ''}"
             out.append(
                 f"| {r['method']} | {r['seed']} | {n} | {acc('accuracy_a')} | {acc('accuracy_b')} "

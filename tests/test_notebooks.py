@@ -1,6 +1,5 @@
 """The notebooks run, top to bottom, on runs the tests produce."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -13,7 +13,8 @@ def stage(name, answer, consensus, accepted, votes=8):
 def problem(pid, *stages, gold="5", correct=None):
     last = stages[-1]
     return {"id": pid, "index": int(pid), "gold": gold, "answer": last["answer"],
-            "correct": last["answer"] == gold if correct is None else correct, "resolved_stage": last["stage"],
+            "correct": last["answer"] == gold if correct is None else correct,
+            "resolved_stage": last["stage"],
             "stages": list(stages), "cost_usd": 0.0}
 
 
