@@ -89,7 +89,8 @@ def gap_closing_costs_of(gap: dict | str) -> list[GapCost]:
 
 
 def pareto_markdown(name: str, section: dict[str, Any]) -> str:
-    lines = [f"## {name}", "", "| method | n | accuracy % [95% bootstrap] | cost (USD / 1M) "
+    lines = [f"## {name}", "", "One run per cell (its lowest seed), each on the problems it finished.",
+             "", "| method | n | accuracy % [95% bootstrap] | cost (USD / 1M) "
              "[95% bootstrap] | on frontier |", "|---|---|---|---|---|"]
     front = {f["label"] for f in section["frontier"]}
     for p in section["points"]:

@@ -41,7 +41,8 @@ class Table:
         spec = "l" + "r" * (len(self.columns) - 1)
         body = [" & ".join(_tex(c) for c in row) + r" \\" for row in self.rows]
         notes = "".join(f"% {note}\n" for note in self.notes)
-        return (f"% {self.title}\n{notes}\\begin{{tabular}}{{{spec}}}\n\\toprule\n"
+        return (f"% {self.title}\n{notes}% needs \\usepackage{{booktabs}}\n"
+                f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n"
                 + " & ".join(_tex(c) for c in self.columns) + " \\\\\n\\midrule\n"
                 + "\n".join(body) + "\n\\bottomrule\n\\end{tabular}\n")
 
@@ -97,9 +98,10 @@ def ours(run: dict | None) -> dict[str, Any]:
             "cost": _num(s["cost_usd_per_million"]), "n": n, "summary": s}
 
 
-def _setting_note(task: str, pair: str, paper: str) -> str:
-    return (f"ours: {TASK_NAMES.get(task, task)}, pair {pair}; paper: {paper}. Accuracy in %, "
-            "ours with a 95% Wilson interval; cost in USD per million problems.")
+def _setting_note(task: str, pair: str, paper: str, wilson: bool = True) -> str:
+    return (f"ours: {TASK_NAMES.get(task, task)}, pair {pair}; paper: {paper}. Accuracy in %"
+            + (", ours with a 95% Wilson interval" if wilson else "")
+            + "; cost in USD per million problems.")
 
 
 def _paper_pair(pair: str) -> str:
@@ -217,7 +219,8 @@ def seeds_table(runs, task: str, pair: str) -> Table:
         rows.append([method, f"{acc} ± {acc_sd}", f"{cost} ± {cost_sd}", ours_acc, ours_cost, n])
     return Table("table13", "Table 13: seeds (mean ± sample standard deviation)",
                  ["method", "paper acc", "paper cost", "ours acc", "ours cost", "ours seeds"], rows,
-                 [_setting_note(task, pair, f"MATH-500, {published.ABLATION_PAIR}, five seeds")])
+                 [_setting_note(task, pair, f"MATH-500, {published.ABLATION_PAIR}, five seeds",
+                                wilson=False)])
 
 
 def all_tables(runs: Sequence[dict], task: str, pair: str) -> list[Table]:
