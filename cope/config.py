@@ -153,6 +153,13 @@ class BudgetConfig:
 
 
 @dataclass
+class FaultsConfig:
+    # a sample whose request fails for good is recorded and abstains; this many failures in a
+    # row mean the endpoint is down, and the run stops cleanly (resume=true continues it)
+    max_consecutive_failures: int = 10
+
+
+@dataclass
 class TrackerConfig:
     name: str = "none"
     project: str = "cope"
@@ -175,6 +182,7 @@ class CopeConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     seed: int = 0
     resume: bool = False  # continue the run in run_dir: finished problems are kept
     concurrency: int = 4  # problems in flight at once
@@ -228,6 +236,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"budget.max_usd={cfg.budget.max_usd}: a budget cannot be negative.")
     if cfg.budget.max_large_calls is not None and cfg.budget.max_large_calls < 0:
         raise ConfigError(f"budget.max_large_calls={cfg.budget.max_large_calls}: cannot be negative.")
+    if cfg.faults.max_consecutive_failures < 1:
+        raise ConfigError(f"faults.max_consecutive_failures={cfg.faults.max_consecutive_failures}: "
+                          "use 1 or more (the failures in a row after which a run stops).")
     if cfg.resume and not cfg.run_dir:
         try:
             from hydra.core.hydra_config import HydraConfig
