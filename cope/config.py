@@ -144,6 +144,10 @@ class HttpConfig:
 class CacheConfig:
     mode: str = "readwrite"
     path: Optional[str] = None  # null: $COPE_HOME/generations.sqlite
+    # a directory on a filesystem several machines share: generations made on one machine
+    # reach the others (cope/cache_shared.py); cache.path should then be on a local disk
+    shared_dir: Optional[str] = None
+    sync_interval_s: float = 5.0  # how often a miss looks for other machines' generations
 
 
 @dataclass
@@ -236,6 +240,10 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"budget.max_usd={cfg.budget.max_usd}: a budget cannot be negative.")
     if cfg.budget.max_large_calls is not None and cfg.budget.max_large_calls < 0:
         raise ConfigError(f"budget.max_large_calls={cfg.budget.max_large_calls}: cannot be negative.")
+    if cfg.cache.shared_dir and cfg.cache.mode != "readwrite":
+        raise ConfigError(f"cache.shared_dir needs cache.mode=readwrite (it is {cfg.cache.mode}).")
+    if cfg.cache.sync_interval_s < 0:
+        raise ConfigError(f"cache.sync_interval_s={cfg.cache.sync_interval_s}: cannot be negative.")
     if cfg.faults.max_consecutive_failures < 1:
         raise ConfigError(f"faults.max_consecutive_failures={cfg.faults.max_consecutive_failures}: "
                           "use 1 or more (the failures in a row after which a run stops).")

@@ -26,6 +26,7 @@ from cope.errors import BackendUnavailable, ConfigError
 from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
+from cope.cache_shared import SharedGenerationCache
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
@@ -118,7 +119,7 @@ class Run:
                         "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
         self.servers: list[ManagedServer] = []
-        self.cache: GenerationCache | None = None
+        self.cache: GenerationCache | SharedGenerationCache | None = None
         try:
             self._set_up(backends or {})
         except BaseException:
@@ -130,6 +131,9 @@ class Run:
         bindings = self._bind_models(backends)
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         self.cache = GenerationCache(cache_path, cfg.cache.mode)
+        if cfg.cache.shared_dir:
+            self.cache = SharedGenerationCache(self.cache, cfg.cache.shared_dir,
+                                               cfg.cache.sync_interval_s)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,
