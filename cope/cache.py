@@ -83,6 +83,20 @@ class GenerationCache:
             ),
         )
 
+    def import_entries(self, entries: list[tuple[str, str, str]]) -> int:
+        """Store (key, model identity, completion JSON) rows made elsewhere; returns how many
+        were new. Used to bring in generations other machines shared."""
+        if self._db is None or self.mode != "readwrite" or not entries:
+            return 0
+        before = self._db.total_changes
+        now = time.time()
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "INSERT OR IGNORE INTO generations (key, model, completion, created) VALUES (?, ?, ?, ?)",
+            [(key, model, completion, now) for key, model, completion in entries])
+        self._db.execute("COMMIT")
+        return self._db.total_changes - before
+
     def count(self) -> int:
         """Number of stored generations."""
         if self._db is None:

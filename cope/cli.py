@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(summary(result))
+    if (result.metrics.get("stopped_reason") or "").startswith("backend"):
+        sys.exit(3)  # a sweep or a script must notice that a backend went down
 
 
 if __name__ == "__main__":

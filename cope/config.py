@@ -144,12 +144,23 @@ class HttpConfig:
 class CacheConfig:
     mode: str = "readwrite"
     path: Optional[str] = None  # null: $COPE_HOME/generations.sqlite
+    # a directory on a filesystem several machines share: generations made on one machine
+    # reach the others (cope/cache_shared.py); cache.path should then be on a local disk
+    shared_dir: Optional[str] = None
+    sync_interval_s: float = 5.0  # how often a miss looks for other machines' generations
 
 
 @dataclass
 class BudgetConfig:
     max_usd: Optional[float] = None  # money a run may spend on backend calls
     max_large_calls: Optional[int] = None  # backend calls the large model may receive
+
+
+@dataclass
+class FaultsConfig:
+    # a sample whose request fails for good is recorded and abstains; this many failures in a
+    # row mean the endpoint is down, and the run stops cleanly (resume=true continues it)
+    max_consecutive_failures: int = 10
 
 
 @dataclass
@@ -175,6 +186,7 @@ class CopeConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     seed: int = 0
     resume: bool = False  # continue the run in run_dir: finished problems are kept
     concurrency: int = 4  # problems in flight at once
@@ -228,6 +240,13 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"budget.max_usd={cfg.budget.max_usd}: a budget cannot be negative.")
     if cfg.budget.max_large_calls is not None and cfg.budget.max_large_calls < 0:
         raise ConfigError(f"budget.max_large_calls={cfg.budget.max_large_calls}: cannot be negative.")
+    if cfg.cache.shared_dir and cfg.cache.mode != "readwrite":
+        raise ConfigError(f"cache.shared_dir needs cache.mode=readwrite (it is {cfg.cache.mode}).")
+    if cfg.cache.sync_interval_s < 0:
+        raise ConfigError(f"cache.sync_interval_s={cfg.cache.sync_interval_s}: cannot be negative.")
+    if cfg.faults.max_consecutive_failures < 1:
+        raise ConfigError(f"faults.max_consecutive_failures={cfg.faults.max_consecutive_failures}: "
+                          "use 1 or more (the failures in a row after which a run stops).")
     if cfg.resume and not cfg.run_dir:
         try:
             from hydra.core.hydra_config import HydraConfig

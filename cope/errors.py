@@ -26,6 +26,16 @@ class BackendError(CopeError):
     """A backend failed in a way that retrying will not fix."""
 
 
+class RequestFailed(BackendError):
+    """One request failed for good (retries exhausted, rejected as too long); it is recorded
+    as a failed sample and the run goes on."""
+
+
+class BackendUnavailable(BackendError):
+    """Too many requests in a row failed: the endpoint looks down, so the run stops cleanly
+    (resume=true continues it) instead of scoring a dead endpoint as wrong answers."""
+
+
 class CacheMissError(CopeError):
     """A readonly (replay) cache was asked for a generation it does not hold."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cope.backends.base import Backend
 from cope.budget import Budget
 from cope.cache import GenerationCache
+from cope.errors import BackendUnavailable
 from cope.generation import BackendRequest, Completion, Generation, GenerationRequest, SampleTag
 
 OnSample = Callable[[SampleTag, Generation], None]
@@ -27,13 +28,18 @@ class ModelBinding:
 
 class Generator:
     def __init__(self, bindings: dict[str, ModelBinding], cache: GenerationCache,
-                 on_sample: OnSample | None = None, budget: Budget | None = None) -> None:
+                 on_sample: OnSample | None = None, budget: Budget | None = None,
+                 max_consecutive_failures: int | None = None) -> None:
         self.bindings = bindings
         self.cache = cache
         self.on_sample = on_sample
         self.budget = budget
         self.backend_calls = 0
         self.cache_hits = 0
+        self.failed_calls = 0
+        self.max_consecutive_failures = max_consecutive_failures
+        self._failures_in_a_row: dict[str, int] = {}  # per model alias
+        self._last_failure: dict[str, str] = {}
 
     def resolve(self, request: GenerationRequest) -> BackendRequest:
         binding = self.bindings[request.model]
@@ -81,7 +87,13 @@ class Generator:
                 self.backend_calls += 1
                 if i in reservations:
                     self.budget.settle(reservations.pop(i), requests[i], completion)
-                if not completion.failed:
+                alias = requests[i].model
+                if completion.failed:
+                    self.failed_calls += 1
+                    self._failures_in_a_row[alias] = self._failures_in_a_row.get(alias, 0) + 1
+                    self._last_failure[alias] = completion.finish_reason
+                else:
+                    self._failures_in_a_row[alias] = 0
                     self.cache.put(resolved[i], completion)
                 results[i] = self._finish(requests[i], completion, False, tags[i])
 
@@ -93,6 +105,11 @@ class Generator:
                         self.budget.release(reservations.pop(i))
 
         await asyncio.gather(*(run(backends[key], positions) for key, positions in misses.items()))
+        limit = self.max_consecutive_failures
+        for alias, count in self._failures_in_a_row.items():
+            if limit is not None and count >= limit:
+                raise BackendUnavailable(f"{count} requests in a row to model '{alias}' failed; "
+                                         f"last: {self._last_failure[alias]}")
         missing = [i for i, result in enumerate(results) if result is None]
         if missing:
             raise RuntimeError(f"backend returned without completing requests {missing}")

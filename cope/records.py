@@ -7,6 +7,7 @@ every sample and problem it finished and no line is ever half written by us.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import yaml
 
 from cope.errors import CopeError
 from cope.secrets import redact, secret_values
+
+log = logging.getLogger(__name__)
 
 SAMPLES = "samples.jsonl"
 PROBLEMS = "problems.jsonl"
@@ -40,8 +43,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # keys that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache",
-                     "backend.n_threads", "backend.verbose")
+RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache", "faults", "http",
+                     "backend.n_threads", "backend.verbose", "tracker")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -74,7 +77,15 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+# where a model is served may change too (an endpoint restarted on another port); what it
+# is (its identity) may not
+RESUMABLE_FIELDS = ("base_url", "server")
+
+
 def _resumable(key: str) -> bool:
+    parts = key.split(".")
+    if parts[0] == "models" and len(parts) > 2 and parts[2] in RESUMABLE_FIELDS:
+        return True
     return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUMABLE_CHANGES)
 
 
@@ -82,7 +93,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ, ignoring those a resumed run may change."""
     a = {k: v for k, v in _flatten(old).items() if not _resumable(k)}
     b = {k: v for k, v in _flatten(new).items() if not _resumable(k)}
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    # keys on one side only come from another version of cope's config schema (a field added
+    # since the run started): they are reported, not refused
+    one_sided = sorted(a.keys() ^ b.keys())
+    if one_sided:
+        log.warning("Resuming a run recorded with another config schema; keys on one side only: "
+                    "%s", ", ".join(one_sided[:12]))
+    return sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
 
 
 class RunRecorder:
@@ -117,7 +134,10 @@ class RunRecorder:
                 f"resume=true: {self.run_dir} holds a run of another config (differs in "
                 f"{', '.join(differences[:8])}). Resume with the same config, or use a new run_dir."
             )
-        self.resumed = read_complete_lines(self.run_dir / PROBLEMS)
+        # a problem with failed samples is solved again: its good samples come from the
+        # cache, and only the failed requests are sent again
+        self.resumed = [row for row in read_complete_lines(self.run_dir / PROBLEMS)
+                        if not row.get("failed_samples")]
         finished = {row["id"] for row in self.resumed}
         samples = [s for s in read_complete_lines(self.run_dir / SAMPLES)
                    if s.get("problem_id") in finished]

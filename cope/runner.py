@@ -22,10 +22,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cope.backends import Backend, create_backend
-from cope.errors import ConfigError
+from cope.errors import BackendUnavailable, ConfigError
 from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
+from cope.cache_shared import SharedGenerationCache
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
@@ -118,7 +119,7 @@ class Run:
                         "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
         self.servers: list[ManagedServer] = []
-        self.cache: GenerationCache | None = None
+        self.cache: GenerationCache | SharedGenerationCache | None = None
         try:
             self._set_up(backends or {})
         except BaseException:
@@ -130,9 +131,13 @@ class Run:
         bindings = self._bind_models(backends)
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         self.cache = GenerationCache(cache_path, cfg.cache.mode)
+        if cfg.cache.shared_dir:
+            self.cache = SharedGenerationCache(self.cache, cfg.cache.shared_dir,
+                                               cfg.cache.sync_interval_s)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
-                                   budget=self.budget)
+                                   budget=self.budget,
+                                   max_consecutive_failures=cfg.faults.max_consecutive_failures)
         stages = [StageSpec.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
                                     seed=cfg.seed, threshold_op=cfg.method.threshold_op)
@@ -214,6 +219,7 @@ class Run:
                        completion.prompt_tokens, completion.completion_tokens)
         self.ledger.merge(ledger)
         problem = result.problem
+        completions = [generation.completion for _, generation in result.generations]
         return {
             "index": problem.index,
             "id": problem.id,
@@ -224,6 +230,9 @@ class Run:
             "stages": [stage.to_json() for stage in result.stages],
             "cost_usd": ledger.total,
             "cost": ledger.to_json(),
+            # failed samples abstained; resume=true solves such a problem again
+            "failed_samples": sum(c.failed for c in completions),
+            "truncated_samples": sum(c.finish_reason == "length" for c in completions),
         }
 
     def metrics(self, wall_time: float, finished: bool) -> dict[str, Any]:
@@ -256,6 +265,8 @@ class Run:
             "large_calls": large_calls,
             "backend_calls": self.generator.backend_calls,
             "cache_hits": self.generator.cache_hits,
+            "failed_samples": sum(row.get("failed_samples", 0) for row in self.rows),
+            "truncated_samples": sum(row.get("truncated_samples", 0) for row in self.rows),
             "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
             "seed": self.cfg.seed,
@@ -306,6 +317,11 @@ class Run:
             self.stopped_reason = f"budget: {exc}"
             log.warning("Stopped before exceeding the budget after %d of %d problems: %s",
                         len(self.rows), len(self.problems), exc)
+        except BackendUnavailable as exc:
+            self.stopped_reason = f"backend: {exc}"
+            log.error("Stopped after %d of %d problems because a backend kept failing (%s). "
+                      "Fix it and continue with resume=true.", len(self.rows), len(self.problems),
+                      exc)
         except KeyboardInterrupt:
             self.stopped_reason = "interrupted"
             raise

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cope.errors import BackendError, ConfigError
+from cope.errors import ConfigError
 from cope.runner import run
 from cope.testing import StubServer
 
@@ -46,12 +46,54 @@ def test_faults_are_retried_and_change_nothing(make_config, tmp_path):
     assert (result.run_dir / "problems.jsonl").read_bytes() == (reference.run_dir / "problems.jsonl").read_bytes()
 
 
-def test_retries_are_bounded_and_the_error_names_endpoint_and_status(make_config):
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_retries_are_bounded_and_a_dead_endpoint_stops_the_run_cleanly(make_config, tmp_path):
     with StubServer(fault_rate=1.0, faults=("500",)) as stub:
-        with pytest.raises(BackendError) as info:
-            stub_run(make_config, stub, "http.max_retries=2", "task.limit=1")
-    assert stub.base_url in str(info.value) and "HTTP 500" in str(info.value)
-    assert stub.counts["requests"] == 3
+        result = stub_run(make_config, stub, "http.max_retries=2", "task.limit=3",
+                          "faults.max_consecutive_failures=2", f"run_dir={tmp_path / 'run'}")
+    m = result.metrics
+    assert not m["finished"] and m["stopped_reason"].startswith("backend")
+    assert stub.base_url in m["stopped_reason"] and "HTTP 500" in m["stopped_reason"]
+    assert stub.counts["requests"] == 2 * 3  # two requests, each tried max_retries + 1 times
+    failed = [s for s in read_jsonl(result.run_dir / "samples.jsonl") if s["model"] == "gpt-4o-mini"]
+    assert len(failed) == 2 and all(s["finish_reason"].startswith("error") for s in failed)
+    assert (result.run_dir / "metrics.json").exists()
+
+
+def test_a_sample_that_fails_for_good_abstains_and_resume_solves_it_again(make_config, tmp_path):
+    with StubServer() as clean:
+        reference = stub_run(make_config, clean, f"run_dir={tmp_path / 'reference'}",
+                             f"cache.path={tmp_path / 'reference.sqlite'}")
+    args = (f"run_dir={tmp_path / 'run'}", f"cache.path={tmp_path / 'run.sqlite'}",
+            "http.max_retries=1")
+    with StubServer(fault_rate=1.0, faults=("500",)) as dead:
+        broken = stub_run(make_config, dead, *args)
+    m = broken.metrics
+    assert m["finished"] and m["failed_samples"] == m["large_calls"] > 0
+    rows = read_jsonl(broken.run_dir / "problems.jsonl")
+    assert sum(row["failed_samples"] for row in rows) == m["failed_samples"]
+    with StubServer() as healed:
+        resumed = stub_run(make_config, healed, *args, "resume=true")
+    assert resumed.metrics["failed_samples"] == 0
+    # every large call failed, so the problems that made one are solved again: the endpoint
+    # receives the reference's large calls, and the small model's samples come from the cache
+    assert healed.counts["requests"] == reference.metrics["large_calls"]
+    assert resumed.metrics["n_resumed"] == 4 - len([r for r in rows if r["failed_samples"]])
+    assert ((resumed.run_dir / "problems.jsonl").read_bytes()
+            == (reference.run_dir / "problems.jsonl").read_bytes())
+
+
+def test_a_context_length_error_is_recorded_not_retried(make_config):
+    with StubServer(fault_rate=1.0, faults=("context_length",)) as stub:
+        result = stub_run(make_config, stub, "http.max_retries=5")
+    m = result.metrics
+    assert m["finished"] and m["large_calls"] == stub.counts["requests"] > 0
+    large = [s for s in read_jsonl(result.run_dir / "samples.jsonl") if s["model"] == "gpt-4o-mini"]
+    assert all("HTTP 400" in s["finish_reason"] and "context length" in s["finish_reason"]
+               for s in large)
 
 
 def test_a_missing_key_fails_before_any_request(make_config, monkeypatch):

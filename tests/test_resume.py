@@ -117,3 +117,43 @@ def test_large_call_budget(make_config, tmp_path, reference):
     samples = read_jsonl(stopped.run_dir / "samples.jsonl")
     assert sum(s["model_role"] == "large" and not s["cache_hit"] for s in samples) <= 3
     assert reference.metrics["large_calls"] > 3
+
+
+def test_a_killed_multirun_launched_again_pays_for_no_finished_work(tmp_path):
+    """A sweep with a fixed hydra.sweep.dir and resume=true: SIGKILL while its second job runs,
+    launch it again, and every job ends with the records of an uninterrupted sweep."""
+    sweep = ["method.votes=3,5", "task.limit=6"]
+
+    def launch_sweep(sweep_dir, cache):
+        env = dict(os.environ, COPE_HOME=str(tmp_path / "home"), COPE_SCRIPTED_DELAY="0.01")
+        return subprocess.Popen(
+            [sys.executable, "-m", "cope.cli", "-m", *ARGS, f"cache.path={cache}", *sweep,
+             f"hydra.sweep.dir={sweep_dir}", "resume=true"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    reference_dir = tmp_path / "reference"
+    reference = launch_sweep(reference_dir, tmp_path / "reference.sqlite")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
+
+    sweep_dir, cache_path = tmp_path / "sweep", tmp_path / "cache.sqlite"
+    proc = launch_sweep(sweep_dir, cache_path)
+    deadline = time.time() + 120
+    second = sweep_dir / "1" / "samples.jsonl"
+    while time.time() < deadline and not (second.exists() and second.read_bytes().count(b"\n") >= 10):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (sweep_dir / "0" / "metrics.json").exists() and not (sweep_dir / "1" / "metrics.json").exists()
+    paid_before_kill = GenerationCache(cache_path).count()
+
+    relaunched = launch_sweep(sweep_dir, cache_path)
+    _, err = relaunched.communicate(timeout=300)
+    assert relaunched.returncode == 0, err[-2000:]
+    first = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert first["backend_calls"] == 0 and first["n_resumed"] == 6  # finished job: no call
+    for job in ("0", "1"):
+        assert ((sweep_dir / job / "problems.jsonl").read_bytes()
+                == (reference_dir / job / "problems.jsonl").read_bytes())
+    assert GenerationCache(cache_path).count() == GenerationCache(tmp_path / "reference.sqlite").count()
+    second_metrics = json.loads((sweep_dir / "1" / "metrics.json").read_text())
+    assert paid_before_kill + second_metrics["backend_calls"] == GenerationCache(cache_path).count()

@@ -11,6 +11,12 @@ from cope.generation import BackendRequest, Completion
 OnComplete = Callable[[int, Completion], None]
 
 
+def failed_completion(reason: str) -> Completion:
+    """A request that could not produce output (retries exhausted, a context too long): the
+    run records it as a failed sample, which abstains, and goes on."""
+    return Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason=f"error: {reason}")
+
+
 class Backend(ABC):
     """Serves one or more models. Subclasses translate SamplingParams once, here."""
 

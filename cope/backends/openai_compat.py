@@ -21,11 +21,14 @@ from dataclasses import dataclass
 import aiohttp
 import httpx
 
-from cope.backends.base import Backend, OnComplete
+from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+# statuses that no other request will escape either (a bad key, an unknown model): they stop
+# the run; any other 4xx concerns one request, which is recorded as failed
+FATAL_STATUSES = {401, 403, 404}
 
 
 class RateLimiter:
@@ -179,16 +182,19 @@ class OpenAIBackend(Backend):
                 continue
             if status >= 400:
                 detail = body[:300].decode("utf-8", errors="replace")
-                raise BackendError(
-                    f"{endpoint.base_url} answered HTTP {status} for model "
-                    f"'{route.api_model}': {detail}"
-                )
+                message = (f"{endpoint.base_url} answered HTTP {status} for model "
+                           f"'{route.api_model}': {detail}")
+                if status in FATAL_STATUSES:  # a key or model name to fix: stop the run
+                    raise BackendError(message)
+                # this request cannot succeed (too long a context, a rejected parameter):
+                # it is recorded as a failed sample and the run goes on
+                return failed_completion(message)
             try:
                 return parse_chat_completion(json.loads(body), latency)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 last_problem = f"unreadable response ({exc})"
                 continue
-        raise BackendError(
+        return failed_completion(
             f"{endpoint.base_url} failed {self.cfg.max_retries + 1} times for model "
             f"'{route.api_model}'; last: {last_problem}."
         )

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from cope.backends.base import Backend, OnComplete
-from cope.backends.openai_compat import RETRY_STATUSES
-from cope.errors import BackendError, ConfigError
+from cope.backends.base import Backend, OnComplete, failed_completion
+from cope.backends.openai_compat import FATAL_STATUSES, RETRY_STATUSES
+from cope.errors import BackendError, ConfigError, RequestFailed
 from cope.generation import BackendRequest, Completion, messages_to_dicts
 
 
@@ -145,14 +145,17 @@ class SGLangBackend(Backend):
                 problem = f"HTTP {response.status_code}"
                 continue
             if response.status_code >= 400:
-                raise BackendError(f"{base_url}/generate answered HTTP {response.status_code}: "
-                                   f"{body[:300].decode('utf-8', errors='replace')}")
+                message = (f"{base_url}/generate answered HTTP {response.status_code}: "
+                           f"{body[:300].decode('utf-8', errors='replace')}")
+                if response.status_code in FATAL_STATUSES:
+                    raise BackendError(message)
+                raise RequestFailed(message)
             try:
                 return json.loads(body), time.perf_counter() - start
             except ValueError:
                 problem = "unreadable response"
-        raise BackendError(f"{base_url}/generate failed {self.cfg.max_retries + 1} times; "
-                           f"last: {problem}.")
+        raise RequestFailed(f"{base_url}/generate failed {self.cfg.max_retries + 1} times; "
+                            f"last: {problem}.")
 
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
@@ -172,7 +175,11 @@ class SGLangBackend(Backend):
             if any(r.want_logprobs for r in chosen):
                 payload["return_logprob"] = True
             for attempt in range(self.cfg.max_retries + 1):
-                data, latency = await self._post(model.base_url, payload)
+                try:
+                    data, latency = await self._post(model.base_url, payload)
+                except RequestFailed as exc:  # every prompt of the batch is recorded as failed
+                    completions = [failed_completion(str(exc)) for _ in chosen]
+                    break
                 try:
                     items = split_generate_response(data)
                     if len(items) != len(chosen):
@@ -181,8 +188,8 @@ class SGLangBackend(Backend):
                     break
                 except (ValueError, KeyError, TypeError, IndexError) as exc:
                     if attempt == self.cfg.max_retries:
-                        raise BackendError(f"{model.base_url}/generate: malformed response "
-                                           f"({exc}).") from None
+                        completions = [failed_completion(f"{model.base_url}/generate: malformed "
+                                                         f"response ({exc})") for _ in chosen]
             for i, completion in zip(positions, completions):
                 results[i] = completion
                 if on_complete is not None:

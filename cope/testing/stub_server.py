@@ -1,7 +1,8 @@
 """A local stand-in for model servers, for tests and benchmarks: it speaks the OpenAI chat
 completions wire format (POST /v1/chat/completions, GET /v1/models) and SGLang's native one
 (POST /generate, GET /health), counts requests, and injects faults (429, 500, stalls,
-truncated bodies) at configurable rates.
+truncated bodies) at configurable rates. `faults=("context_length",)` answers HTTP 400 with
+OpenAI's context-length error instead: a fault no retry can fix.
 
 For /generate it answers a batch in either shape SGLang has used (`sglang_shape="list"`: a
 list of {text, meta_info}; `"parallel"`: one object whose text and meta_info are lists),
@@ -28,7 +29,11 @@ import time
 from collections import Counter
 from typing import Any
 
-FAULTS = ("429", "500", "stall", "truncate")
+FAULTS = ("429", "500", "stall", "truncate")  # transient: a retry gets through
+CONTEXT_LENGTH_ERROR = {"error": {
+    "message": "This model's maximum context length is 4096 tokens. However, your messages "
+               "resulted in 5012 tokens. Please reduce the length of the messages.",
+    "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
 
 
 def stub_answer(payload: dict[str, Any]) -> str:
@@ -103,6 +108,8 @@ class StubServer:
             return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}, False
         if fault == "500":
             return 500, {"error": {"message": "internal error"}}, False
+        if fault == "context_length":
+            return 400, CONTEXT_LENGTH_ERROR, False
         if fault == "stall":
             await asyncio.sleep(self.stall_s)
             return 503, {"error": {"message": "stalled"}}, False

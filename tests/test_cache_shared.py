@@ -1,0 +1,65 @@
+"""Generations shared between machines through a directory (cache.shared_dir)."""
+
+import json
+
+import pytest
+
+from cope.cache import GenerationCache
+from cope.cache_shared import SharedGenerationCache
+from cope.errors import ConfigError
+from cope.generation import BackendRequest, Completion, SamplingParams
+from cope.runner import run
+
+
+def request(i):
+    return BackendRequest("llama:m", (("user", f"question {i}"),), SamplingParams(0.8, 32, seed=i), i)
+
+
+def machine(tmp_path, name, **kwargs):
+    """A process on one machine: a local SQLite file and the shared directory."""
+    return SharedGenerationCache(GenerationCache(tmp_path / name / "local.sqlite"),
+                                 tmp_path / "shared", **kwargs)
+
+
+def test_a_generation_made_on_one_machine_reaches_another(tmp_path):
+    a = machine(tmp_path, "a", sync_interval_s=0.0)
+    b = machine(tmp_path, "b", sync_interval_s=0.0)
+    a.put(request(1), Completion("forty-two", 5, 3))
+    assert a.get(request(1)).text == "forty-two"
+    assert b.get(request(1)).text == "forty-two" and b.imported == 1
+    assert b.get(request(2)) is None  # a real miss stays a miss
+
+
+def test_a_line_still_being_written_is_read_later_and_damaged_lines_are_skipped(tmp_path):
+    b = machine(tmp_path, "b", sync_interval_s=0.0)
+    segment = tmp_path / "shared" / "other-1-1.jsonl"
+    line = json.dumps({"key": request(3).cache_key(), "model": "llama:m",
+                       "completion": Completion("seven", 4, 1).to_json()})
+    segment.write_text("not json\n" + line[:20])
+    assert b.get(request(3)) is None
+    segment.write_text("not json\n" + line + "\n")
+    assert b.get(request(3)).text == "seven"
+
+
+def test_misses_look_for_new_lines_at_most_every_interval(tmp_path):
+    a = machine(tmp_path, "a")
+    b = machine(tmp_path, "b", sync_interval_s=3600)
+    a.put(request(4), Completion("x", 1, 1))
+    assert b.get(request(4)) is None  # synced at start, not again within the hour
+    assert b.sync() == 1 and b.get(request(4)).text == "x"
+
+
+def test_shared_dir_needs_a_writable_local_cache(tmp_path):
+    GenerationCache(tmp_path / "ro.sqlite").close()
+    with pytest.raises(ConfigError, match="readwrite"):
+        SharedGenerationCache(GenerationCache(tmp_path / "ro.sqlite", "readonly"), tmp_path / "shared")
+
+
+def test_a_run_on_a_second_machine_pays_for_nothing_the_first_made(make_config, tmp_path):
+    args = ["backend.name=scripted", "task.limit=3", "method.votes=3", f"cache.shared_dir={tmp_path / 'shared'}"]
+    first = run(make_config(*args, f"cache.path={tmp_path / 'm1.sqlite'}", f"run_dir={tmp_path / 'r1'}"))
+    second = run(make_config(*args, f"cache.path={tmp_path / 'm2.sqlite'}", f"run_dir={tmp_path / 'r2'}"))
+    assert first.metrics["backend_calls"] > 0
+    assert second.metrics["backend_calls"] == 0
+    assert second.metrics["cache_hits"] == first.metrics["backend_calls"]
+    assert (tmp_path / "r1" / "problems.jsonl").read_bytes() == (tmp_path / "r2" / "problems.jsonl").read_bytes()
