@@ -236,7 +236,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
     written: dict[str, Any] = {"tables": [], "figures": [], "runs": len(runs)}
     index = ["# Analysis report", "", f"Runs under `{runs_dir}`"
              + (", each restricted to the problems all runs of its task finished" if common_problems else "")
-             + ":", "", summary_table(runs), ""]
+             + ":", "", summary_table(runs), "",
+             "A failed sample (a request that failed for good) abstained from its vote; "
+             "`resume=true` solves its problem again. Truncated samples hit their token limit.", ""]
 
     table_md = []
     for (task, pair), group in groups.items():

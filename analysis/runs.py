@@ -47,7 +47,8 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
     # a killed run may end with a torn line: keep only whole records, as resume does
-    problems = read_complete_lines(run_dir / "problems.jsonl")
+    # one record per problem: should a problem appear twice, its last record stands
+    problems = list({p["id"]: p for p in read_complete_lines(run_dir / "problems.jsonl")}.values())
     problems.sort(key=lambda p: p["index"])
     cell = cell_of(config)
     return {
@@ -116,6 +117,7 @@ def problem_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
             "problem_id": p["id"], "index": p["index"], "answer": p.get("answer"),
             "gold": p.get("gold"), "correct": bool(p["correct"]),
             "resolved_stage": p["resolved_stage"], "cost_usd": p["cost_usd"],
+            "failed_samples": p.get("failed_samples", 0),
         }
         for stage in p.get("stages", []):
             name = stage["stage"]
@@ -149,13 +151,17 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "accuracy": sum(bool(p["correct"]) for p in problems) / n if n else float("nan"),
         "cost_usd_per_million": sum(p["cost_usd"] for p in problems) / n * 1e6 if n else float("nan"),
         "resolved_by_stage": resolved,
+        # samples whose request failed for good abstained; resume=true solves those problems again
+        "failed_samples": sum(p.get("failed_samples", 0) for p in problems),
+        "truncated_samples": sum(p.get("truncated_samples", 0) for p in problems),
     }
 
 
 def summary_table(runs: list[dict[str, Any]]) -> str:
     lines = [
-        "| task | method | pair | n | accuracy | USD per 1M problems | resolved by stage |",
-        "|---|---|---|---|---|---|---|",
+        "| task | method | pair | n | accuracy | USD per 1M problems | resolved by stage "
+        "| failed / truncated samples |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         s = run_summary(run)
@@ -163,7 +169,8 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
         n = str(s["n"]) if run["finished"] else f"{s['n']} of {s['n_selected']} (unfinished)"
         lines.append(
             f"| {s['task']} | {s['label']} | {s['pair']} | {n} | "
-            f"{s['accuracy']:.1%} | {s['cost_usd_per_million']:,.1f} | {stages} |"
+            f"{s['accuracy']:.1%} | {s['cost_usd_per_million']:,.1f} | {stages} | "
+            f"{s['failed_samples']} / {s['truncated_samples']} |"
         )
     return "\n".join(lines)
 

@@ -87,3 +87,21 @@ def test_wandb_offline_runs_load_as_runs(make_config, tmp_path, monkeypatch):
     (row,) = [r for r in written["significance"] if r["method"] == "cope"]
     assert row["n"] == 6 and row["reference"] == "large"
     assert written["stages"] == {"gsm8k / qwen-coder-cpu": {}}  # no per-stage records in W&B
+
+
+def test_failed_samples_and_repeated_records_are_reported(analysis_sweep, tmp_path):
+    from sweep import copy_run
+
+    from analysis.runs import run_summary
+
+    run_dir = copy_run(analysis_sweep / "gsm8k-cpu" / "large", tmp_path / "large")
+    rows = [json.loads(line) for line in (run_dir / "problems.jsonl").read_text().splitlines()]
+    rows[3]["failed_samples"] = 1  # what the runner records when a request failed for good
+    redone = {**rows[5], "correct": not rows[5]["correct"]}  # a later record of problem 5
+    lines = [json.dumps(r) for r in rows + [redone]]
+    (run_dir / "problems.jsonl").write_text("\n".join(lines) + "\n")
+    loaded = load_run(run_dir)
+    assert len(loaded["problems"]) == 30
+    assert loaded["problems"][5]["correct"] == redone["correct"]
+    assert run_summary(loaded)["failed_samples"] == 1
+    assert summary_table([loaded]).rstrip().endswith("| 1 / 0 |")
