@@ -158,6 +158,7 @@ def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") 
         values = np.array([flows[n][key] for n in names], float)
         ax.barh(names, values, left=left, label=key.replace("_", " "))
         left += values
+    ax.invert_yaxis()  # the first transition on top
     ax.set_xlabel("problems escalated")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
