@@ -100,3 +100,28 @@ def test_report_refuses_a_missing_or_empty_directory(tmp_path):
         main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit, match="no run with a finished problem"):
         main([str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_each_task_and_pair_gets_its_own_tables_and_plot(analysis_sweep, tmp_path):
+    import shutil
+
+    import yaml
+
+    from analysis.report import build_report
+
+    for pair in ("qwen-coder-cpu", "qwen1.5b+gpt-4o"):
+        for cell in ("large", "small_majority"):
+            dst = tmp_path / "runs" / pair / cell
+            shutil.copytree(analysis_sweep / "gsm8k-cpu" / cell, dst)
+            config = yaml.safe_load((dst / "config.yaml").read_text())
+            config["pair"]["name"] = pair
+            (dst / "config.yaml").write_text(yaml.safe_dump(config))
+    written = build_report(tmp_path / "runs", tmp_path / "out", resamples=200)
+    for suffix in ("gsm8k-qwen-coder-cpu", "gsm8k-qwen1.5b+gpt-4o"):
+        assert (tmp_path / "out" / "tables" / f"table3-{suffix}.tex").exists()
+        assert (tmp_path / "out" / "figures" / f"pareto-{suffix}.pdf").exists()
+    # the paper's own pair is set beside its own column
+    assert "| large | 75.2 | 5,025 |" in (tmp_path / "out" / "tables" /
+                                          "table3-gsm8k-qwen1.5b+gpt-4o.md").read_text()
+    assert {r["family"] for r in written["significance"]} == {
+        "gsm8k/qwen-coder-cpu vs large", "gsm8k/qwen1.5b+gpt-4o vs large"}
