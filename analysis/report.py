@@ -1,6 +1,6 @@
 """Everything a reviewer asks of a sweep, from its run directories, in one command.
 
-    python -m analysis.report RUNS_DIR --out OUT_DIR [--resamples 10000] [--common-problems]
+    python -m analysis.report RUNS_DIR --out OUT_DIR [--resamples 10000] [--common-problems] [--wandb]
 
 RUNS_DIR may hold single runs, Hydra multiruns or fixed cell directories
 (experiments/results/gsm8k-cpu/<cell>/); unfinished runs count with the problems they

@@ -152,9 +152,16 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "cost_usd_per_million": sum(p["cost_usd"] for p in problems) / n * 1e6 if n else float("nan"),
         "resolved_by_stage": resolved,
         # samples whose request failed for good abstained; resume=true solves those problems again
-        "failed_samples": sum(p.get("failed_samples", 0) for p in problems),
-        "truncated_samples": sum(p.get("truncated_samples", 0) for p in problems),
+        "failed_samples": _count(problems, "failed_samples"),
+        "truncated_samples": _count(problems, "truncated_samples"),
     }
+
+
+def _count(problems: list[dict[str, Any]], key: str) -> int | None:
+    """A per-problem count summed; None when the records predate the field (unknown, not 0)."""
+    if not any(key in p for p in problems):
+        return None
+    return sum(p.get(key, 0) for p in problems)
 
 
 def summary_table(runs: list[dict[str, Any]]) -> str:
@@ -170,9 +177,13 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {s['task']} | {s['label']} | {s['pair']} | {n} | "
             f"{s['accuracy']:.1%} | {s['cost_usd_per_million']:,.1f} | {stages} | "
-            f"{s['failed_samples']} / {s['truncated_samples']} |"
+            f"{_or_dash(s['failed_samples'])} / {_or_dash(s['truncated_samples'])} |"
         )
     return "\n".join(lines)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def load_runs(root: str | Path) -> list[dict[str, Any]]:
