@@ -72,9 +72,11 @@ def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence =
                              for p in points])
     for p in priced:
         acc, cost = p["accuracy"], p["cost"]
+        # a percentile interval need not hold its estimate to the last bit: errors are >= 0
         ax.errorbar(cost.estimate, 100 * acc.estimate,
-                    xerr=[[cost.estimate - cost.low], [cost.high - cost.estimate]],
-                    yerr=[[100 * (acc.estimate - acc.low)], [100 * (acc.high - acc.estimate)]],
+                    xerr=[[max(0.0, cost.estimate - cost.low)], [max(0.0, cost.high - cost.estimate)]],
+                    yerr=[[max(0.0, 100 * (acc.estimate - acc.low))],
+                          [max(0.0, 100 * (acc.high - acc.estimate))]],
                     fmt="o", capsize=3, label=f"{p['label']} (n={p['n']})")
     front_priced = [f for f in front if f.cost > 0]
     if front_priced:
