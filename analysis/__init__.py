@@ -1,2 +1,11 @@
-"""Analysis of cope run directories: loading, significance tests, tables, plots and a report
-(`python -m analysis.report RUNS_DIR --out OUT_DIR`)."""
+"""Analysis of cope run directories.
+
+- `runs`: find and load runs (finished or not) into tidy per-problem rows, cells from config.yaml;
+- `stats`: McNemar's exact test, Wilson intervals, paired bootstrap, Holm, mean ± sd;
+- `significance`: every run against each baseline across a sweep;
+- `pareto`: the accuracy-cost frontier and the cost of closing the small-to-large gap;
+- `stages`: per-stage accuracy, calibration of consensus, error propagation;
+- `tables`: the paper's tables with ours beside them (`published`: the paper's numbers);
+- `plots`: figures; `report`: all of it, `python -m analysis.report RUNS_DIR --out OUT_DIR`;
+- `wandb_offline`: W&B offline run files, read back as runs.
+"""
