@@ -74,6 +74,11 @@ def test_wandb_offline_runs_load_as_runs(make_config, tmp_path, monkeypatch):
         cfg = make_config("pair=qwen-coder-cpu", "backend.name=scripted", "task.limit=6",
                           f"method={method}", "tracker=wandb", f"run_dir={tmp_path / 'runs' / method}")
         run(cfg, backends={"scripted": backend})
+    # the W&B service writes the offline files on its own time: on a busy machine they may be
+    # incomplete when run.finish() returns; teardown waits for the service to finish
+    import wandb
+
+    wandb.teardown()
     found = find_offline_runs(tmp_path / "runs")
     assert len(found) == 2
     for path in found:
