@@ -17,9 +17,11 @@ run; it reaches the runner (`_runner.py`) in a memfd that the runner reads and c
 the program's first line runs, and it then lives only in a local variable of the runner's
 main function. The runner writes the verdict after the last test has run, then leaves with
 `os._exit` (no atexit hook, no thread gets a later word). The program cannot reach the
-nonce: the runner's audit hook (which cannot be removed) turns away frame introspection
-(`sys._getframe`, traceback and generator frames, trace and profile hooks), the garbage
-collector's object lists, ctypes and /proc/<pid>/mem. Anything else on the pipe (a second
+nonce: the runner's audit hook (which cannot be removed, and whose closure holds everything
+it relies on) turns away frame introspection (`sys._getframe`, traceback and generator
+frames, trace and profile hooks), the garbage collector's object lists, ctypes and
+/proc/<pid>/mem, and the runner marks itself non-dumpable so that its memory files belong
+to root. Anything else on the pipe (a second
 line, a wrong nonce, a verdict written by the program itself) makes the run a failure. The
 runner binds `exec`, `compile` and the other names it relies on before the program runs, and
 each test runs with a fresh copy of the builtins as they were before the program, so

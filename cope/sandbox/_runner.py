@@ -2,7 +2,7 @@
 
 Started as `python -I -B _runner.py SETUP_FD VERDICT_FD` (standard library only: it must run
 with any interpreter the sandbox offers). SETUP_FD holds a JSON object (mode, program, setup,
-tests, nonce, limits); it is read and closed before any model-written code runs. The verdict
+tests, nonce, limits; `setup` runs after the program, before the tests); it is read and closed before any model-written code runs. The verdict
 goes to VERDICT_FD as one line, `<nonce> <json>`, and only after every test ran; the parent
 accepts nothing else on that pipe. See cope/sandbox/__init__.py for why it cannot be forged.
 """
@@ -13,28 +13,45 @@ import os
 import resource
 import sys
 
-# Frame and object introspection would reach the nonce in main()'s locals; ctypes and
-# /proc/<pid>/mem would reach it in memory. Blocked with ValueError, which the standard
-# library's own optional uses of frames (namedtuple, typing, enum, logging) fall back on.
-_BLOCKED_EVENTS = frozenset({
-    "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
-    "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.cdata",
-    "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at", "ctypes.PyObj_FromPtr",
-    "sys.addaudithook",
-})
-_FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+def _audit_hook():
+    """An audit hook that turns away what would reach the nonce in main()'s locals: frame
+    and object introspection, ctypes, /proc/<pid>/mem. It raises ValueError, which the
+    standard library's optional uses of frames (namedtuple, typing, enum, logging) fall back
+    on. Everything it uses is bound here, in its closure, so that patching builtins or this
+    module's globals cannot switch it off; the hook itself is referenced from nowhere else."""
+    blocked = frozenset({
+        "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
+        "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+        "sys.addaudithook",
+    })
+    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+    memory_files = ("/mem", "/pagemap")
+    _isinstance, _str, _bytes, _error = isinstance, str, bytes, ValueError
+    _startswith, _endswith, _fsdecode, _fspath = str.startswith, str.endswith, os.fsdecode, os.fspath
+
+    def hook(event, args):
+        if event in blocked or _startswith(event, "ctypes."):
+            raise _error("sandbox: " + event + " is disabled")
+        if event == "object.__getattr__" and args[1:2] and args[1] in frame_attributes:
+            raise _error("sandbox: frame access is disabled")
+        if event == "open" and args and args[0] is not None and not _isinstance(args[0], int):
+            path = _fsdecode(_fspath(args[0]))
+            if _startswith(path, "/proc/") and _endswith(path, memory_files):
+                raise _error("sandbox: opening " + path + " is disabled")
+
+    return hook
 
 
-def _audit(event, args):
-    if event in _BLOCKED_EVENTS:
-        raise ValueError(f"sandbox: {event} is disabled")
-    if event == "object.__getattr__" and len(args) > 1 and args[1] in _FRAME_ATTRIBUTES:
-        raise ValueError(f"sandbox: {args[1]} is disabled")
-    if event == "open" and args and isinstance(args[0], (str, bytes)):
-        path = os.fsdecode(args[0])
-        if path.startswith("/proc/") and path.endswith(("/mem", "/pagemap")):
-            raise ValueError(f"sandbox: opening {path} is disabled")
+def _undumpable():
+    """PR_SET_DUMPABLE 0: /proc/self/mem and friends then belong to root, not to us."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    finally:
+        sys.modules.pop("ctypes", None)
 
 
 def _limit(name, value):
@@ -70,7 +87,8 @@ def main():
     write = os.write
     dumps = json.dumps
     exit_now = os._exit
-    sys.addaudithook(_audit)
+    _undumpable()
+    sys.addaudithook(_audit_hook())
 
     def report(verdict):
         sys.stdout.flush()
@@ -80,25 +98,25 @@ def main():
 
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        if job["setup"]:
-            exec(compile(job["setup"], "<setup>", "exec"), namespace)
-        code = compile(job["program"], "program.py", "exec")
-        exec(code, namespace)
-    except SyntaxError as exc:
-        report({"stage": "program", "passed": 0, "error": _describe(exc)})
+        exec(compile(job["program"], "program.py", "exec"), namespace)
     except BaseException as exc:  # SystemExit too: a program that exits has not passed
+        if job["mode"] == "program" and isinstance(exc, SystemExit) and exc.code in (0, None):
+            report({"stage": "done", "passed": 0, "error": None})
         report({"stage": "program", "passed": 0, "error": _describe(exc)})
     if job["mode"] == "program":
         report({"stage": "done", "passed": 0, "error": None})
     # Tests see the builtins as they were before the program ran; the program's own
-    # functions keep theirs (a function looks builtins up where it was defined).
-    passed = 0
-    for index, test in _enumerate(job["tests"]):
+    # functions keep theirs (a function looks builtins up where it was defined). The tests'
+    # own set-up (MBPP's test_setup_code) runs first: it may use the program's classes.
+    tests = ([job["setup"]] if job["setup"] else []) + job["tests"]
+    passed = -1 if job["setup"] else 0
+    for index, test in _enumerate(tests):
         namespace["__builtins__"] = _dict(pristine)
         try:
             _exec(_compile(test, f"<test {index}>", "exec"), namespace)
         except _BaseException as exc:
-            report({"stage": "test", "passed": passed, "failed": index, "error": _describe(exc)})
+            report({"stage": "test", "passed": max(passed, 0),
+                    "failed": "setup" if passed < 0 else passed, "error": _describe(exc)})
         passed += 1
     report({"stage": "done", "passed": passed, "error": None})
 
