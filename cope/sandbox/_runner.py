@@ -54,10 +54,10 @@ def _undumpable():
         sys.modules.pop("ctypes", None)
 
 
-def _limit(name, value):
+def _limit(name, value, hard=None):
     kind = getattr(resource, name)
     try:
-        resource.setrlimit(kind, (value, value))
+        resource.setrlimit(kind, (value, value if hard is None else hard))
     except (ValueError, OSError):
         pass  # a limit already lower than ours stays
 
@@ -75,7 +75,7 @@ def main():
         job = json.loads(handle.read())
     nonce = job.pop("nonce")
     limits = job["limits"]
-    _limit("RLIMIT_CPU", limits["cpu_s"])
+    _limit("RLIMIT_CPU", limits["cpu_s"], limits["cpu_s"] + 1)  # SIGXCPU first, then SIGKILL
     _limit("RLIMIT_AS", limits["memory_bytes"])
     _limit("RLIMIT_FSIZE", limits["file_bytes"])
     _limit("RLIMIT_NOFILE", limits["open_files"])

@@ -37,6 +37,7 @@ class Limits:
 
 @dataclass
 class TestResult:
+    __test__ = False  # not a pytest class
     passed: bool
     reason: str | None  # why it failed; None when it passed
     n_passed: int  # tests that passed before the first failure
@@ -60,6 +61,7 @@ class ProgramResult:
 
 @dataclass(frozen=True)
 class TestJob:
+    __test__ = False  # not a pytest class
     program: str
     tests: tuple[str, ...]
     setup: str = ""  # run before the program, in its namespace (MBPP's test_setup_code)
@@ -157,7 +159,7 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
                                                  limits.output_bytes)
     finally:
         os.close(read_end)
-        _kill(process, uid if isolation.kind == "process" else None)
+        _kill(process, uid)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     duration = time.monotonic() - start
@@ -167,10 +169,11 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
         verdict, problem = None, f"timed out after {timeout:g} s"
     elif verdict is None and problem is None:
         code = process.returncode
-        if code is not None and code < 0:
-            problem = f"killed by {_signal_name(-code)} (a resource limit?)"
-        elif code is not None and code > 128 and isolation.kind == "bwrap":
-            problem = f"killed by {_signal_name(code - 128)} (a resource limit?)"
+        number = -code if code < 0 else code - 128 if code > 128 and isolation.kind == "bwrap" else 0
+        if number == signal.SIGXCPU:
+            problem = f"timed out (used its {timeout:g} s of CPU time)"
+        elif number:
+            problem = f"killed by {_signal_name(number)} (a resource limit?)"
         else:
             problem = f"exited with status {code} before the harness gave a verdict"
     return _Raw(verdict, problem, stdout, stderr, truncated, duration)
@@ -215,20 +218,40 @@ def _collect(process: subprocess.Popen, verdict_fd: int, deadline: float, cap: i
 
 
 def _kill(process: subprocess.Popen, uid: int | None) -> None:
-    """Kill the program's session (bwrap: its whole PID namespace dies with it); without
-    namespaces, also every process of its uid, since a child may have left the session."""
+    """Kill the program's session (bwrap: its PID namespace dies with it), then every process
+    left under its uid: a child may have left the session, and the next program in this
+    slot must start with its full process count."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    if uid is not None:
-        subprocess.run([os.path.realpath(sys.executable), "-I", "-c",
-                        "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\nexcept OSError: pass"],
-                       user=uid, group=uid, extra_groups=[], check=False)
     process.wait()
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+    if uid is None:
+        return
+    deadline = time.monotonic() + 30
+    while (left := _processes_of(uid)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                try:
+                    if entry.stat(follow_symlinks=False).st_uid == uid:
+                        found.append(int(entry.name))
+                except OSError:
+                    pass
+    return found
 
 
 def test_result(raw: _Raw, n_tests: int, isolation: Isolation) -> TestResult:
