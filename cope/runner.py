@@ -258,6 +258,7 @@ class Run:
             "cache_hits": self.generator.cache_hits,
             "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
+            **({"task_details": details} if (details := self.task.details()) else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
         }

@@ -96,7 +96,10 @@ def main():
         write(verdict_fd, (nonce + " " + dumps(verdict) + "\n").encode())
         exit_now(0)  # no atexit hooks, no lingering threads: the verdict is the last word
 
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    # Against tests the program is a module named `solution`: its `if __name__ == "__main__":`
+    # demo (which may wait for input) is not part of the answer.
+    name = "__main__" if job["mode"] == "program" else "solution"
+    namespace = {"__name__": name, "__builtins__": builtins}
     try:
         exec(compile(job["program"], "program.py", "exec"), namespace)
     except BaseException as exc:  # SystemExit too: a program that exits has not passed
