@@ -129,7 +129,8 @@ def detect(prefer: str = "auto") -> Isolation:
 
         raise ConfigError("The sandbox needs bubblewrap, which does not work here: install it "
                           "(apt-get install -y bubblewrap) or allow isolation=process.")
-    log.warning("Sandbox: bubblewrap is unavailable, so model-written programs run as plain "
-                "child processes with resource limits only (no network or file-system "
-                "isolation). Install it with: apt-get install -y bubblewrap")
+    if prefer == "auto":
+        log.warning("Sandbox: bubblewrap is unavailable, so model-written programs run as plain "
+                    "child processes with resource limits only (no network or file-system "
+                    "isolation). Install it with: apt-get install -y bubblewrap")
     return Isolation("process", root and _reachable_by_others(python), python)
