@@ -139,10 +139,11 @@ class CodeTask(Task):
                   ) -> Verdict:
         codes = [self.extract(problem, text) for text in texts]
         written = [i for i, code in enumerate(codes) if code is not None]
+        unique = list(dict.fromkeys(codes[i] for i in written))  # greedy samples repeat
         results = self.sandbox.run_tests_batch(
-            self._jobs(problem, [codes[i] for i in written], problem.meta["visible"]),
-            self.timeout)
-        passing = [i for i, result in zip(written, results) if result.passed]
+            self._jobs(problem, unique, problem.meta["visible"]), self.timeout)
+        passed = {code: result.passed for code, result in zip(unique, results)}
+        passing = [i for i in written if passed[codes[i]]]
         if passing:
             chosen = rng.choice(passing) if rng is not None else passing[0]
             return Verdict(answer=codes[chosen], confidence=1.0, support=passing,
