@@ -28,7 +28,8 @@ each test runs with a fresh copy of the builtins as they were before the program
 patching `builtins` or `AssertionError` changes nothing the tests see (the program's own
 functions keep the builtins they were defined with). A program that redefines a builtin
 name at its top level (`set = ...`) does change what the tests see: the tests run in the
-program's namespace, as MBPP's and HumanEval's own harnesses run them.
+program's namespace, as MBPP's and HumanEval's own harnesses run them. Likewise a value
+whose `__eq__` says yes to everything passes an `assert f(x) == y`, as it would there.
 """
 
 from __future__ import annotations
