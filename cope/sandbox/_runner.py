@@ -26,7 +26,7 @@ def _audit_hook():
     })
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
     memory_files = ("/mem", "/pagemap")
-    _isinstance, _str, _bytes, _error = isinstance, str, bytes, ValueError
+    _isinstance, _error = isinstance, ValueError
     _startswith, _endswith, _fsdecode, _fspath = str.startswith, str.endswith, os.fsdecode, os.fspath
 
     def hook(event, args):
