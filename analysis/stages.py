@@ -2,8 +2,9 @@
 majority answer, consensus, acceptance and the per-sample answers.
 
 A stage's answer is judged against the problem's gold answer with the task's equivalence
-(math tasks; the records carry no per-stage verdict for other task families), so the
-accuracy of every stage a problem reached is known, not only of the stage that resolved it.
+(math tasks), so the accuracy of every stage a problem reached is known, not only of the
+stage that resolved it. Code tasks record each stage's chosen program but no verdict on the
+hidden tests, which only the sandbox could give: their per-stage accuracy is not derived.
 
 What the records cannot tell: whether a wrong stage-2 answer was *caused* by the stage-1
 plan it was shown (one run has no counterfactual); `carried_plan_effect` estimates that

@@ -18,7 +18,8 @@ from analysis import published
 from analysis.runs import DEFAULT_ORDER, DEFAULT_TAUS, DEFAULT_VOTES, run_summary
 from analysis.stats import mean_std, wilson_interval
 
-TASK_NAMES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime2024": "AIME-2024", "mbpp": "MBPP"}
+TASK_NAMES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime2024": "AIME-2024", "mbpp": "MBPP",
+              "humaneval": "HumanEval"}
 NOT_RUN = "-"
 
 
@@ -126,8 +127,8 @@ def main_results(runs, task: str, pair: str, which: str = "table3") -> Table:
                  ["method", "paper acc", "paper cost", "ours acc", "ours cost", "ours n"], rows,
                  [_setting_note(task, pair, f"{bench}, {paper_pair}, 500 problems"),
                   "MoT cascade, ABC and FrugalGPT are not methods of cope: published numbers only."]
-                 + ([f"Filled from task={task} runs; cope has no {bench} task yet."]
-                    if which == "table5" else []))
+                 + ([f"Filled from task={task} runs (code: accuracy is the share of problems "
+                     "whose answer passes the hidden tests)."] if which == "table5" else []))
 
 
 def stages_table(runs, task: str, pair: str) -> Table:
