@@ -4,13 +4,21 @@ A sample's key is a hash of (model identity, messages, sampling parameters, samp
 so any run, cell of a sweep or process that asks for the same sample gets the same text.
 WAL journaling and a busy timeout let several processes on one machine share the file;
 inserts are idempotent (the first writer of a key wins, later ones are ignored).
+
+`get_many` and `put_many` take keys computed once by the caller and do a batch in one
+statement or transaction. `put_soon` queues a completion and commits the queue at the next
+turn of the event loop, so everything that finished in one turn is one transaction; `flush`
+(and `close`) commit it at once: a run flushes before it writes a problem's record, so a
+finished generation is always in the cache before any record that depends on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cope.errors import CacheMissError, ConfigError
@@ -24,6 +32,8 @@ CREATE TABLE IF NOT EXISTS generations (
     created REAL NOT NULL
 )
 """
+INSERT = "INSERT OR IGNORE INTO generations (key, model, completion, created) VALUES (?, ?, ?, ?)"
+LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), well under SQLite's variable limit
 
 
 class GenerationCache:
@@ -35,6 +45,8 @@ class GenerationCache:
         self.mode = mode
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
+        self._queued: dict[str, tuple[BackendRequest, Completion]] = {}
+        self._flush_scheduled = False
         if mode == "off":
             return
         if self.path is None:
@@ -56,32 +68,91 @@ class GenerationCache:
 
     def get(self, request: BackendRequest) -> Completion | None:
         """The cached completion, None on a miss (readwrite, off); raises on a readonly miss."""
+        return self.get_many([request], [request.cache_key()])[0]
+
+    def get_many(self, requests: Sequence[BackendRequest], keys: Sequence[str]
+                 ) -> list[Completion | None]:
+        """Cached completions of requests whose keys are given, None for misses; in readonly
+        mode the first miss raises."""
         if self._db is None:
-            return None
-        key = request.cache_key()
-        row = self._db.execute("SELECT completion FROM generations WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            if self.mode == "readonly":
-                raise CacheMissError(
-                    f"cache.mode=readonly: no cached generation for model "
-                    f"'{request.model_identity}', sample {request.sample_index} (key {key[:12]}). "
-                    "The run's config differs from the one that filled the cache."
-                )
-            return None
-        return Completion.from_json(json.loads(row[0]))
+            return [None] * len(requests)
+        found: dict[str, str] = {}
+        unique = [key for key in dict.fromkeys(keys) if key not in self._queued]
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start:start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(
+                f"SELECT key, completion FROM generations WHERE key IN ({marks})", chunk))
+        results: list[Completion | None] = []
+        for request, key in zip(requests, keys):
+            queued = self._queued.get(key)
+            if queued is not None:
+                results.append(queued[1])
+                continue
+            row = found.get(key)
+            if row is None:
+                if self.mode == "readonly":
+                    raise CacheMissError(
+                        f"cache.mode=readonly: no cached generation for model "
+                        f"'{request.model_identity}', sample {request.sample_index} "
+                        f"(key {key[:12]}). The run's config differs from the one that filled "
+                        "the cache."
+                    )
+                results.append(None)
+            else:
+                results.append(Completion.from_json(json.loads(row)))
+        return results
 
     def put(self, request: BackendRequest, completion: Completion) -> None:
+        self.put_many([(request.cache_key(), request, completion)])
+
+    def put_many(self, entries: Sequence[tuple[str, BackendRequest, Completion]]) -> None:
+        """Store (key, request, completion) entries in one transaction: committed (in the
+        WAL, visible to every process) when this returns."""
+        if self._db is None or self.mode != "readwrite" or not entries:
+            return
+        now = time.time()
+        rows = [(key, request.model_identity, json.dumps(completion.to_json(), ensure_ascii=False),
+                 now) for key, request, completion in entries]
+        # IMMEDIATE takes the write lock up front, so a busy file is waited for (busy_timeout)
+        # instead of failing when a read transaction would have to turn into a write
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(INSERT, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def put_soon(self, key: str, request: BackendRequest, completion: Completion) -> None:
+        """Queue a completion; the queue is committed at the next turn of the running event
+        loop (at once when there is none), with everything else queued in this turn."""
         if self._db is None or self.mode != "readwrite":
             return
-        self._db.execute(
-            "INSERT OR IGNORE INTO generations (key, model, completion, created) VALUES (?, ?, ?, ?)",
-            (
-                request.cache_key(),
-                request.model_identity,
-                json.dumps(completion.to_json(), ensure_ascii=False),
-                time.time(),
-            ),
-        )
+        self._queued.setdefault(key, (request, completion))
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if self._db is not None:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the queued completions now."""
+        if not self._queued:
+            return
+        entries = [(key, request, completion)
+                   for key, (request, completion) in self._queued.items()]
+        self.put_many(entries)  # raises with the queue intact: a later flush retries
+        self._queued.clear()
 
     def count(self) -> int:
         """Number of stored generations."""
@@ -91,5 +162,6 @@ class GenerationCache:
 
     def close(self) -> None:
         if self._db is not None:
+            self.flush()
             self._db.close()
             self._db = None

@@ -264,12 +264,21 @@ class Run:
 
     async def _solve_all(self, progress) -> None:
         semaphore = asyncio.Semaphore(self.cfg.concurrency)
+        budget_spent = False
 
         async def one(problem):
+            nonlocal budget_spent
             async with semaphore:
-                result = await self.method.solve(problem)
+                if budget_spent:  # a problem could not be afforded: start no other
+                    return
+                try:
+                    result = await self.method.solve(problem)
+                except BudgetExceeded:
+                    budget_spent = True
+                    raise
             row = self.problem_row(result)
             self.rows.append(row)
+            self.cache.flush()  # a problem's generations are in the cache before its record
             self.recorder.problem(row)
             if progress is not None:
                 n = len(self.rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "***"
@@ -18,16 +19,22 @@ def secret_values() -> list[str]:
             if _SECRET_ENV.search(name) and len(value) >= 8]
 
 
+@lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:
+    # records repeat the same few keys: match each once
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(data: Any, values: list[str] | None = None) -> Any:
     """A copy of `data` with secret-named fields and known secret values replaced."""
     values = secret_values() if values is None else values
     if isinstance(data, dict):
-        return {key: (REDACTED if isinstance(key, str) and _SECRET_KEY.search(key) and data[key]
+        return {key: (REDACTED if isinstance(key, str) and _secret_name(key) and data[key]
                       else redact(data[key], values))
                 for key in data}
     if isinstance(data, list | tuple):
         return type(data)(redact(item, values) for item in data)
-    if isinstance(data, str):
+    if isinstance(data, str) and values:
         for value in values:
             if value in data:
                 data = data.replace(value, REDACTED)

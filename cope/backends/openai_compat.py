@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+import yarl
 
 from cope.backends.base import Backend, OnComplete
 from cope.errors import BackendError, ConfigError
@@ -68,6 +69,10 @@ class Endpoint:
     semaphore: asyncio.Semaphore
     limiter: RateLimiter
     session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        # parsed once, not per request
+        self.chat_url = yarl.URL(f"{self.base_url}/chat/completions")
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,8 @@ class OpenAIBackend(Backend):
                 start = time.perf_counter()
                 try:
                     self.requests_sent += 1
-                    async with self._session(endpoint).post(
-                            f"{endpoint.base_url}/chat/completions", json=payload) as response:
+                    async with self._session(endpoint).post(endpoint.chat_url,
+                                                            json=payload) as response:
                         status = response.status
                         body = await response.read()
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -202,6 +207,8 @@ class OpenAIBackend(Backend):
                 on_complete(i, completion)
             return completion
 
+        if len(requests) == 1:  # no task to spawn for a single request
+            return [await one(0, requests[0])]
         return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
     async def aclose(self) -> None:
