@@ -47,6 +47,7 @@ class GenerationCache:
         self._db: sqlite3.Connection | None = None
         self._queued: dict[str, tuple[BackendRequest, Completion]] = {}
         self._flush_scheduled = False
+        self._commit: asyncio.Future | None = None  # resolved by the next flush
         if mode == "off":
             return
         if self.path is None:
@@ -142,17 +143,38 @@ class GenerationCache:
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
-        if self._db is not None:
+        try:
             self.flush()
+        except Exception:  # handed to the waiters of committed(); the queue is kept
+            pass
 
     def flush(self) -> None:
         """Commit the queued completions now."""
+        commit, self._commit = self._commit, None
+        try:
+            if self._queued and self._db is not None:
+                entries = [(key, request, completion)
+                           for key, (request, completion) in self._queued.items()]
+                self.put_many(entries)  # raises with the queue intact: a later flush retries
+                self._queued.clear()
+        except BaseException as exc:
+            if commit is not None and not commit.done():
+                commit.set_exception(exc)
+            raise
+        if commit is not None and not commit.done():
+            commit.set_result(None)
+
+    async def committed(self) -> None:
+        """Return once everything queued so far is committed: at the next turn of the loop,
+        together with whatever else finishes in this one (one transaction for all)."""
         if not self._queued:
             return
-        entries = [(key, request, completion)
-                   for key, (request, completion) in self._queued.items()]
-        self.put_many(entries)  # raises with the queue intact: a later flush retries
-        self._queued.clear()
+        if not self._flush_scheduled:
+            self.flush()
+            return
+        if self._commit is None:
+            self._commit = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._commit)
 
     def count(self) -> int:
         """Number of stored generations."""

@@ -276,10 +276,15 @@ class Run:
                 except BudgetExceeded:
                     budget_spent = True
                     raise
-            row = self.problem_row(result)
-            self.rows.append(row)
-            self.cache.flush()  # a problem's generations are in the cache before its record
-            self.recorder.problem(row)
+            # its generations are committed to the cache before its record is written; a run
+            # stopped during the wait commits them at once and still records the problem
+            try:
+                await self.cache.committed()
+            except asyncio.CancelledError:
+                self.cache.flush()
+                self._record_problem(result)
+                raise
+            self._record_problem(result)
             if progress is not None:
                 n = len(self.rows)
                 progress.set_postfix(
@@ -294,6 +299,11 @@ class Run:
         finally:
             for backend in self._owned_backends:
                 await backend.aclose()
+
+    def _record_problem(self, result: ProblemResult) -> None:
+        row = self.problem_row(result)
+        self.rows.append(row)
+        self.recorder.problem(row)
 
     def execute(self) -> RunResult:
         start = time.perf_counter()

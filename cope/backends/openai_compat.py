@@ -17,10 +17,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import aiohttp
 import httpx
 import yarl
+from omegaconf import DictConfig, OmegaConf
 
 from cope.backends.base import Backend, OnComplete
 from cope.errors import BackendError, ConfigError
@@ -86,6 +88,9 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, http_cfg) -> None:
+        # plain attributes: an OmegaConf lookup on every request costs more than the request
+        if isinstance(http_cfg, DictConfig):
+            http_cfg = SimpleNamespace(**OmegaConf.to_container(http_cfg, resolve=True))
         self.cfg = http_cfg
         self._endpoints: dict[str, Endpoint] = {}
         self._routes: dict[str, ModelRoute] = {}
