@@ -57,6 +57,11 @@ class StubProcess:
                 time.sleep(0.05)
         raise RuntimeError("stub did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the stub process has used so far (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -125,17 +130,31 @@ def overhead(n: int, repeats: int) -> dict:
         asyncio.run(bare_loop(stub.base_url, payloads[:64], 64))  # warm the stub up
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
+                cpu, stub_cpu = time.process_time(), stub.cpu_s()
                 setup_s, cope_s = cope_run(stub.base_url, n, Path(tmp))
+                cope_cpu, cope_stub_cpu = time.process_time() - cpu, stub.cpu_s() - stub_cpu
+            cpu, stub_cpu = time.process_time(), stub.cpu_s()
             bare_s = asyncio.run(bare_loop(stub.base_url, payloads, 64))
+            bare_cpu, bare_stub_cpu = time.process_time() - cpu, stub.cpu_s() - stub_cpu
             turns.append({"cope_setup_s": round(setup_s, 3), "cope_s": round(cope_s, 3),
                           "cope_req_per_s": round(n / cope_s, 1), "bare_s": round(bare_s, 3),
                           "bare_req_per_s": round(n / bare_s, 1),
-                          "ratio": round(bare_s / cope_s, 3)})
+                          "ratio": round(bare_s / cope_s, 3),
+                          # CPU milliseconds per request: client process (cope: set-up
+                          # included) and stub process
+                          "cope_cpu_ms": round(1000 * cope_cpu / n, 3),
+                          "bare_cpu_ms": round(1000 * bare_cpu / n, 3),
+                          "stub_cpu_ms_cope": round(1000 * cope_stub_cpu / n, 3),
+                          "stub_cpu_ms_bare": round(1000 * bare_stub_cpu / n, 3)})
     finally:
         stub.stop()
-    ratios = sorted(t["ratio"] for t in turns)
-    return {"requests": n, "turns": turns, "median_ratio": ratios[len(ratios) // 2],
-            "goal": ">= 0.8"}
+    def median(key):
+        values = sorted(t[key] for t in turns)
+        return values[len(values) // 2]
+
+    return {"requests": n, "turns": turns, "median_ratio": median("ratio"),
+            "median_cope_cpu_ms": median("cope_cpu_ms"), "median_bare_cpu_ms": median("bare_cpu_ms"),
+            "median_stub_cpu_ms": median("stub_cpu_ms_bare"), "goal": ">= 0.8"}
 
 
 def cope_generate(base_url: str, n: int, limit: int) -> float:
