@@ -79,17 +79,18 @@ def compose_run_config(base_url: str, n: int, workdir: Path):
     return cfg
 
 
-def cope_run(base_url: str, n: int, workdir: Path) -> tuple[float, float]:
-    """(set-up seconds, request-path seconds) of one run with an empty cache."""
+def cope_run(base_url: str, n: int, workdir: Path) -> tuple[float, float, float]:
+    """(set-up seconds, request-path seconds, request-path CPU seconds) of one run with an
+    empty cache."""
     cfg = compose_run_config(base_url, n, workdir)
     start = time.perf_counter()
     session = Run(cfg)  # validate, load problems, check the endpoint, open cache and records
-    ready = time.perf_counter()
+    ready, cpu = time.perf_counter(), time.process_time()
     result = session.execute()  # every request: engine, generator, cache, backend, records
-    done = time.perf_counter()
+    done, cpu = time.perf_counter(), time.process_time() - cpu
     samples = (workdir / "run" / "samples.jsonl").read_text().splitlines()
     assert len(samples) == n and result.metrics["backend_calls"] == n, result.metrics
-    return ready - start, done - ready
+    return ready - start, done - ready, cpu
 
 
 def payloads_of(n: int) -> list[dict]:
@@ -130,9 +131,9 @@ def overhead(n: int, repeats: int) -> dict:
         asyncio.run(bare_loop(stub.base_url, payloads[:64], 64))  # warm the stub up
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                cpu, stub_cpu = time.process_time(), stub.cpu_s()
-                setup_s, cope_s = cope_run(stub.base_url, n, Path(tmp))
-                cope_cpu, cope_stub_cpu = time.process_time() - cpu, stub.cpu_s() - stub_cpu
+                stub_cpu = stub.cpu_s()
+                setup_s, cope_s, cope_cpu = cope_run(stub.base_url, n, Path(tmp))
+                cope_stub_cpu = stub.cpu_s() - stub_cpu
             cpu, stub_cpu = time.process_time(), stub.cpu_s()
             bare_s = asyncio.run(bare_loop(stub.base_url, payloads, 64))
             bare_cpu, bare_stub_cpu = time.process_time() - cpu, stub.cpu_s() - stub_cpu
@@ -140,8 +141,8 @@ def overhead(n: int, repeats: int) -> dict:
                           "cope_req_per_s": round(n / cope_s, 1), "bare_s": round(bare_s, 3),
                           "bare_req_per_s": round(n / bare_s, 1),
                           "ratio": round(bare_s / cope_s, 3),
-                          # CPU milliseconds per request: client process (cope: set-up
-                          # included) and stub process
+                          # CPU milliseconds per request: the client process (cope: its
+                          # request path, set-up excluded) and the stub process
                           "cope_cpu_ms": round(1000 * cope_cpu / n, 3),
                           "bare_cpu_ms": round(1000 * bare_cpu / n, 3),
                           "stub_cpu_ms_cope": round(1000 * cope_stub_cpu / n, 3),

@@ -27,11 +27,20 @@ _SECRET_FIELD_JSON = re.compile(_SECRET_KEY.pattern.removesuffix("$") + r'"\s*:'
 def json_may_hold_secrets(text: str, values: list[str]) -> bool:
     """Whether JSON text may hold a secret-named field or a secret value: a cheap test, so
     that redact() walks only the records that may need it. Never a false "no"."""
-    if _SECRET_FIELD_JSON.search(text):
+    lowered = text.lower()
+    # substring tests first (fast); the regex only when a secret-like name ending is there
+    if any(end in lowered for end in _NAME_ENDINGS) and _SECRET_FIELD_JSON.search(text):
         return True
+    return any(value in text or _escaped_in_json(value) for value in values)
+
+
+_NAME_ENDINGS = ('key"', 'secret"', 'password"', 'passwd"', 'token"', 'bearer"')
+
+
+@lru_cache(maxsize=256)
+def _escaped_in_json(value: str) -> bool:
     # a value JSON would escape cannot be searched for as is: assume it may be there
-    return any(value in text or json.dumps(value, ensure_ascii=False)[1:-1] != value
-               for value in values)
+    return json.dumps(value, ensure_ascii=False)[1:-1] != value
 
 
 @lru_cache(maxsize=4096)
