@@ -5,8 +5,9 @@ requests (executor prompts of 20 GSM8K problems) with the small packaged model.
 
 The direct path calls Llama.create_chat_completion with the same sampling arguments cope
 sends (and, like cope's one-at-a-time mode, resets the KV cache before each call, which keeps
-seeded samples reproducible). Both load the model once, before timing. The two paths take
-turns request by request (direct first on even requests, cope first on odd ones), so a
+seeded samples reproducible). Both call the same Llama object, loaded once before timing
+(cope's backend loads it; the direct path borrows it). The two paths take turns request by
+request (direct first on even requests, cope first on odd ones), so a
 machine whose load drifts slows both alike. Writes benchmarks/results/embedded.json with
 tokens per second of both (goal: cope >= 0.95 of direct) and, with --batched, of cope's
 batched mode for comparison.
@@ -42,13 +43,6 @@ def workload(tokens: int) -> list[tuple[tuple, SamplingParams]]:
             for i, p in enumerate(task.load()[:20])]
 
 
-def load_direct() -> Llama:
-    llm = Llama(model_path=str(ensure_packaged_model(MODEL)), n_ctx=4096, n_batch=512,
-                n_threads=os.cpu_count(), seed=0, verbose=False)
-    llm.chat_format = "chat_template.default"
-    return llm
-
-
 def direct_one(llm: Llama, messages, params: SamplingParams) -> tuple[float, int]:
     start = time.perf_counter()
     llm.reset()
@@ -75,9 +69,11 @@ def cope_call(backend: LlamaCppBackend, requests: list[BackendRequest]) -> tuple
 
 
 def interleaved(work) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
-    """(seconds, tokens) of every request, direct and through cope, taking turns."""
-    llm = load_direct()
+    """(seconds, tokens) of every request, direct and through cope, taking turns. Both paths
+    use the one Llama that cope's backend loaded: two live llama.cpp contexts on the same
+    cores slow each other down in ways that have nothing to do with the call path."""
     backend, identity = load_cope(batch_size=1)
+    llm = backend._models[identity]
     direct_runs, cope_runs = [], []
     try:
         for i, (messages, params) in enumerate(work):
@@ -88,9 +84,10 @@ def interleaved(work) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]
             else:
                 cope_runs.append(cope_call(backend, [request]))
                 direct_runs.append(direct_one(llm, messages, params))
+            print(f"request {i}: direct {direct_runs[-1][0]:.2f} s, cope {cope_runs[-1][0]:.2f} s",
+                  flush=True)
     finally:
         backend.close()
-        llm.close()
     return direct_runs, cope_runs
 
 
