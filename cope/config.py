@@ -116,6 +116,10 @@ class BackendConfig:
     # one request at a time, whose seeded samples reproduce exactly on their own
     batch_size: int = 8
     batch_n_ctx: int = 16384  # KV cells shared by a batch (per sequence: batch_n_ctx / batch_size)
+    # wall-clock seconds a call (one request, or one batch) may decode for; when spent, decoding
+    # stops at the next token and the samples are recorded as failed (finish_reason
+    # "error: timeout ..."). null: no limit
+    timeout_s: Optional[float] = None
     verbose: bool = False
 
 
@@ -235,6 +239,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
                           "has none: set it to null.")
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
+    if cfg.backend.timeout_s is not None and cfg.backend.timeout_s <= 0:
+        raise ConfigError(f"backend.timeout_s={cfg.backend.timeout_s}: must be > 0 (or null for "
+                          "no limit).")
     if cfg.backend.batch_n_ctx < cfg.backend.batch_size * 256:
         raise ConfigError(
             f"backend.batch_n_ctx={cfg.backend.batch_n_ctx} leaves under 256 KV cells per sequence "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 Message = tuple[str, str]  # (role, content); a tuple so that requests are hashable
@@ -32,12 +32,16 @@ class SamplingParams:
     def identity(self) -> dict[str, Any]:
         """The fields that change the output. Greedy decoding ignores the seed, so greedy
         samples are shared across run seeds."""
-        data = asdict(self)
+        # not dataclasses.asdict, which deep-copies: this runs for every request
+        data = {name: getattr(self, name) for name in _PARAM_FIELDS}
         data["stop"] = list(self.stop)
         if self.temperature == 0:
             data["seed"] = 0
             data["top_p"] = 1.0
         return data
+
+
+_PARAM_FIELDS = tuple(f.name for f in fields(SamplingParams))
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class Completion:
         return self.finish_reason.startswith("error")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _COMPLETION_FIELDS}  # no deep copy
         if self.token_logprobs is not None:
             data["token_logprobs"] = list(self.token_logprobs)
         return data
@@ -106,6 +110,9 @@ class Completion:
             token_logprobs=tuple(logprobs) if logprobs is not None else None,
             cached_tokens=data.get("cached_tokens"),
         )
+
+
+_COMPLETION_FIELDS = tuple(f.name for f in fields(Completion))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The one path from the engine to a model: alias -> cache -> backend, recording every sample.
 
-Every completion is written to the cache and to the sample records the moment it exists, so
-an interrupted run loses no finished generation and a rerun pays for none twice.
+Every completion goes to the sample records the moment it exists, and to the cache in one
+transaction with the others that finished in the same turn of the event loop (see
+GenerationCache.put_soon; the runner flushes the cache before it writes a problem's record):
+an interrupted run loses no finished generation and a rerun pays for none twice. The cache
+is looked up once per call, for all its requests.
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ class Generator:
                        ) -> list[Generation]:
         """Generations in request order; cached ones come back without a backend call."""
         resolved = [self.resolve(r) for r in requests]
+        keys = [r.cache_key() for r in resolved]  # hashed once, for the lookup and the insert
         results: list[Generation | None] = [None] * len(requests)
         misses: dict[int, list[int]] = {}  # id(backend) -> positions
         backends: dict[int, Backend] = {}
-        for i, (request, backend_request) in enumerate(zip(requests, resolved)):
-            cached = self.cache.get(backend_request)
+        for i, cached in enumerate(self.cache.get_many(resolved, keys)):
+            request = requests[i]
             if cached is not None:
                 self.cache_hits += 1
                 results[i] = self._finish(request, cached, True, tags[i])
@@ -94,7 +98,7 @@ class Generator:
                     self._last_failure[alias] = completion.finish_reason
                 else:
                     self._failures_in_a_row[alias] = 0
-                    self.cache.put(resolved[i], completion)
+                    self.cache.put_soon(keys[i], resolved[i], completion)
                 results[i] = self._finish(requests[i], completion, False, tags[i])
 
             try:
@@ -104,7 +108,16 @@ class Generator:
                     if i in reservations:
                         self.budget.release(reservations.pop(i))
 
-        await asyncio.gather(*(run(backends[key], positions) for key, positions in misses.items()))
+        try:
+            if len(misses) == 1:  # the common case: no task to spawn
+                (key, positions), = misses.items()
+                await run(backends[key], positions)
+            elif misses:
+                await asyncio.gather(*(run(backends[key], positions)
+                                       for key, positions in misses.items()))
+        except BaseException:
+            self.cache.flush()  # what did finish is stored before the error goes up
+            raise
         limit = self.max_consecutive_failures
         for alias, count in self._failures_in_a_row.items():
             if limit is not None and count >= limit:

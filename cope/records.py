@@ -1,7 +1,8 @@
 """Run records: the resolved config, samples.jsonl, problems.jsonl and metrics.json.
 
 Lines are appended with one write call each, as the run goes, so an interrupted run keeps
-every sample and problem it finished and no line is ever half written by us.
+every sample and problem it finished and no line is ever half written by us. The files stay
+open (O_APPEND) for the run: no open and close per line.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from cope.errors import CopeError
-from cope.secrets import redact, secret_values
+from cope.secrets import json_may_hold_secrets, redact, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class RunRecorder:
         self.run_dir = Path(run_dir)
         self._secrets = secret_values()
         self.resumed: list[dict[str, Any]] = []
+        self._fds: dict[str, int] = {}
+        self._order: list[int] = []  # problem index of each line of problems.jsonl
         config = redact(config, self._secrets)
         taken = [name for name in (SAMPLES, PROBLEMS, METRICS) if (self.run_dir / name).exists()]
         if taken and not resume:
@@ -138,6 +141,7 @@ class RunRecorder:
         # cache, and only the failed requests are sent again
         self.resumed = [row for row in read_complete_lines(self.run_dir / PROBLEMS)
                         if not row.get("failed_samples")]
+        self._order = [row["index"] for row in self.resumed]
         finished = {row["id"] for row in self.resumed}
         samples = [s for s in read_complete_lines(self.run_dir / SAMPLES)
                    if s.get("problem_id") in finished]
@@ -147,23 +151,39 @@ class RunRecorder:
         (self.run_dir / METRICS).unlink(missing_ok=True)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
-        fd = os.open(self.run_dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, _line(redact(record, self._secrets)))
-        finally:
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(self.run_dir / name,
+                                           os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        text = json.dumps(record, ensure_ascii=False, sort_keys=False)
+        if json_may_hold_secrets(text, self._secrets):  # rare: walk the record and redact it
+            text = json.dumps(redact(record, self._secrets), ensure_ascii=False, sort_keys=False)
+        os.write(fd, (text + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
             os.close(fd)
+        self._fds.clear()
 
     def sample(self, record: dict[str, Any]) -> None:
         self._append(SAMPLES, record)
 
     def problem(self, record: dict[str, Any]) -> None:
         self._append(PROBLEMS, record)
+        self._order.append(record["index"])
 
     def finish(self, metrics: dict[str, Any]) -> None:
         """Order problems.jsonl by problem index (problems finish out of order when several
         run at once) and write metrics.json."""
+        self.close()
         path = self.run_dir / PROBLEMS
-        if path.exists():
-            rows = sorted(read_jsonl(path), key=lambda row: row["index"])
-            write_atomic(path, "".join(_line(row).decode("utf-8") for row in rows))
+        if path.exists() and self._order != sorted(self._order):
+            # the lines as written, reordered: no parsing, no re-encoding
+            lines = path.read_bytes().split(b"\n")[:-1]
+            if len(lines) == len(self._order):
+                ordered = [line for _, line in sorted(zip(self._order, lines), key=lambda p: p[0])]
+                write_atomic(path, b"".join(line + b"\n" for line in ordered).decode("utf-8"))
+            else:  # written to by someone else as well: sort what is there
+                rows = sorted(read_jsonl(path), key=lambda row: row["index"])
+                write_atomic(path, "".join(_line(row).decode("utf-8") for row in rows))
         write_atomic(self.run_dir / METRICS, json.dumps(redact(metrics), indent=2) + "\n")

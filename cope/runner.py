@@ -26,7 +26,7 @@ from cope.errors import BackendUnavailable, ConfigError
 from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
-from cope.cache_shared import SharedGenerationCache
+from cope.cache_shared import SharedSegments
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
@@ -119,7 +119,7 @@ class Run:
                         "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
         self.servers: list[ManagedServer] = []
-        self.cache: GenerationCache | SharedGenerationCache | None = None
+        self.cache: GenerationCache | None = None
         try:
             self._set_up(backends or {})
         except BaseException:
@@ -130,10 +130,9 @@ class Run:
         cfg = self.cfg
         bindings = self._bind_models(backends)
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
-        self.cache = GenerationCache(cache_path, cfg.cache.mode)
-        if cfg.cache.shared_dir:
-            self.cache = SharedGenerationCache(self.cache, cfg.cache.shared_dir,
-                                               cfg.cache.sync_interval_s)
+        shared = (SharedSegments(cfg.cache.shared_dir, cfg.cache.sync_interval_s)
+                  if cfg.cache.shared_dir else None)
+        self.cache = GenerationCache(cache_path, cfg.cache.mode, shared)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,
@@ -276,13 +275,27 @@ class Run:
 
     async def _solve_all(self, progress) -> None:
         semaphore = asyncio.Semaphore(self.cfg.concurrency)
+        budget_spent = False
 
         async def one(problem):
+            nonlocal budget_spent
             async with semaphore:
-                result = await self.method.solve(problem)
-            row = self.problem_row(result)
-            self.rows.append(row)
-            self.recorder.problem(row)
+                if budget_spent:  # a problem could not be afforded: start no other
+                    return
+                try:
+                    result = await self.method.solve(problem)
+                except BudgetExceeded:
+                    budget_spent = True
+                    raise
+            # its generations are committed to the cache before its record is written; a run
+            # stopped during the wait commits them at once and still records the problem
+            try:
+                await self.cache.committed()
+            except asyncio.CancelledError:
+                self.cache.flush()
+                self._record_problem(result)
+                raise
+            self._record_problem(result)
             if progress is not None:
                 n = len(self.rows)
                 progress.set_postfix(
@@ -297,6 +310,11 @@ class Run:
         finally:
             for backend in self._owned_backends:
                 await backend.aclose()
+
+    def _record_problem(self, result: ProblemResult) -> None:
+        row = self.problem_row(result)
+        self.rows.append(row)
+        self.recorder.problem(row)
 
     def execute(self) -> RunResult:
         start = time.perf_counter()

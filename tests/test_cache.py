@@ -87,3 +87,51 @@ def test_several_processes_share_one_cache(tmp_path):
     cache = GenerationCache(path)
     assert cache.count() == 200 + 4 * 200
     assert cache.get(request(index=7, model="worker3")).text == "own 3 7"
+
+
+def test_many_at_once_in_one_lookup_and_one_transaction(tmp_path):
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    requests = [request(index=i) for i in range(5)]
+    keys = [r.cache_key() for r in requests]
+    cache.put_many([(keys[i], requests[i], Completion(f"t{i}", 1, 1)) for i in (0, 2, 4)])
+    found = cache.get_many(requests, keys)
+    assert [c.text if c else None for c in found] == ["t0", None, "t2", None, "t4"]
+    cache.close()
+
+
+def test_queued_completions_are_committed_at_the_next_loop_turn(tmp_path):
+    """put_soon groups what finishes in one turn into one commit; until then the queue
+    answers lookups, and committed() returns once it is durable for other processes."""
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path)
+    other = GenerationCache(path)  # another connection, as another process would have
+
+    async def scenario():
+        for i in range(3):
+            cache.put_soon(request(index=i).cache_key(), request(index=i), Completion(f"t{i}", 1, 1))
+        assert cache.get(request(index=1)).text == "t1"  # served from the queue
+        assert other.count() == 0  # not committed yet
+        await cache.committed()
+        assert other.count() == 3
+
+    asyncio.run(scenario())
+    cache.put_soon(request(index=9).cache_key(), request(index=9), Completion("t9", 1, 1))
+    assert other.get(request(index=9)).text == "t9"  # outside a loop: stored at once
+    cache.close()
+    other.close()
+
+
+def test_close_commits_what_is_queued(tmp_path):
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path)
+
+    async def queue_and_stop():
+        cache.put_soon(request().cache_key(), request(), Completion("kept", 1, 1))
+        cache.close()  # a run stopping before the next turn
+
+    asyncio.run(queue_and_stop())
+    assert GenerationCache(path).get(request()).text == "kept"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cope.cache import GenerationCache
-from cope.cache_shared import SharedGenerationCache
+from cope.cache_shared import SharedSegments
 from cope.errors import ConfigError
 from cope.generation import BackendRequest, Completion, SamplingParams
 from cope.runner import run
@@ -17,8 +17,8 @@ def request(i):
 
 def machine(tmp_path, name, **kwargs):
     """A process on one machine: a local SQLite file and the shared directory."""
-    return SharedGenerationCache(GenerationCache(tmp_path / name / "local.sqlite"),
-                                 tmp_path / "shared", **kwargs)
+    return GenerationCache(tmp_path / name / "local.sqlite",
+                           shared=SharedSegments(tmp_path / "shared", **kwargs))
 
 
 def test_a_generation_made_on_one_machine_reaches_another(tmp_path):
@@ -44,15 +44,16 @@ def test_a_line_still_being_written_is_read_later_and_damaged_lines_are_skipped(
 def test_misses_look_for_new_lines_at_most_every_interval(tmp_path):
     a = machine(tmp_path, "a")
     b = machine(tmp_path, "b", sync_interval_s=3600)
+    assert b.get(request(5)) is None  # the first miss looks at the shared directory
     a.put(request(4), Completion("x", 1, 1))
-    assert b.get(request(4)) is None  # synced at start, not again within the hour
-    assert b.sync() == 1 and b.get(request(4)).text == "x"
+    assert b.get(request(4)) is None  # not again within the hour
+    assert b.import_entries(b.shared.collect()) == 1 and b.get(request(4)).text == "x"
 
 
 def test_shared_dir_needs_a_writable_local_cache(tmp_path):
     GenerationCache(tmp_path / "ro.sqlite").close()
     with pytest.raises(ConfigError, match="readwrite"):
-        SharedGenerationCache(GenerationCache(tmp_path / "ro.sqlite", "readonly"), tmp_path / "shared")
+        GenerationCache(tmp_path / "ro.sqlite", "readonly", SharedSegments(tmp_path / "shared"))
 
 
 def test_a_run_on_a_second_machine_pays_for_nothing_the_first_made(make_config, tmp_path):

@@ -114,3 +114,18 @@ def test_majority_vote_all_abstain():
     assert verdict.answer is None
     assert verdict.confidence == 0.0
     assert verdict.support == []
+
+
+@pytest.mark.parametrize("answer, gold", [
+    ("18", "0"), ("18", "18.0"), ("007", "7"), ("-0", "0"), ("0.1234567", "0.1234568"),
+    ("3", ".5"), ("100", "1000"), ("12", "-12"), ("0.33", "0.333333"), ("5", "5.00001"),
+    ("5", "5.0001"), ("2.5", "5/2"), ("1000", "1,000"),
+])
+def test_plain_numbers_are_graded_as_math_verify_grades_them(answer, gold):
+    """Plain numbers far apart skip math-verify's parse; the verdict must not change."""
+    from math_verify import verify
+
+    from cope.tasks.math import _parsed
+
+    expected = bool(verify(list(_parsed(gold)), list(_parsed(answer))))
+    assert equivalent(answer, gold) == (expected or answer == gold)

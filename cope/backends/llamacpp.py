@@ -3,6 +3,9 @@
 Models load once, at set-up, with the chat template stored in their GGUF file. Calls run in
 a worker thread so the event loop stays free, one at a time: the machine's cores are all
 given to the current call (two concurrent decodes on the same cores only thrash).
+
+With `backend.timeout_s`, a call that runs out of time stops decoding at its next token and
+comes back as a failed sample (finish_reason "error: timeout ..."), which the run records.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from cope.backends.base import Backend, OnComplete, generate_in_chunks
+from cope.backends.deadline import Deadline
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
 from cope.models.packaged import resolve_model_file
@@ -27,6 +31,21 @@ def _import_llama():
             "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'cope[cpu]'"
         ) from exc
     return Llama
+
+
+class EndOnDeadline:
+    """A logits processor that, once the deadline has passed, leaves the end-of-generation
+    token as the only choice: llama-cpp-python then ends the completion at that token."""
+
+    def __init__(self, deadline: Deadline, eos: int) -> None:
+        self.deadline = deadline
+        self.eos = eos
+
+    def __call__(self, input_ids, logits):
+        if self.deadline.check():
+            logits[:] = -float("inf")
+            logits[self.eos] = 0.0
+        return logits
 
 
 class LlamaCppBackend(Backend):
@@ -68,6 +87,10 @@ class LlamaCppBackend(Backend):
                     threads, self.cfg.n_batch)
         return identity
 
+    @property
+    def _timeout(self) -> float | None:
+        return getattr(self.cfg, "timeout_s", None)
+
     def _complete(self, request: BackendRequest) -> Completion:
         with self._lock:
             return self._complete_unlocked(request)
@@ -78,6 +101,10 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llama.cpp backend has no model '{request.model_identity}'.")
         params = request.params
         start = time.perf_counter()
+        deadline = Deadline.after(self._timeout)
+        # the check runs as a logits processor, once per sampled token; without a budget none
+        # is installed, so the default path is exactly llama-cpp-python's
+        processors = [EndOnDeadline(deadline, llm.token_eos())] if deadline else None
         if not self.cfg.reuse_prefix:
             llm.reset()
         try:
@@ -92,6 +119,7 @@ class LlamaCppBackend(Backend):
                 max_tokens=params.max_tokens,
                 stop=list(params.stop) or None,
                 seed=params.seed,
+                logits_processor=processors,
             )
         except ValueError as exc:
             # llama-cpp-python reports a prompt longer than the context this way: a failed
@@ -102,11 +130,14 @@ class LlamaCppBackend(Backend):
         latency = time.perf_counter() - start
         choice = out["choices"][0]
         usage = out["usage"]
+        finish = choice.get("finish_reason") or "stop"
+        if deadline and deadline.expired:
+            finish = deadline.reason()
         return Completion(
             text=choice["message"]["content"] or "",
             prompt_tokens=int(usage["prompt_tokens"]),
             completion_tokens=int(usage["completion_tokens"]),
-            finish_reason=choice.get("finish_reason") or "stop",
+            finish_reason=finish,
             latency_s=latency,
         )
 
@@ -125,7 +156,7 @@ class LlamaCppBackend(Backend):
             too_long = [len(p) + q.max_tokens > per_sequence for p, q in zip(prompts, params)]
             if any(too_long):
                 return [self._complete_unlocked(r) for r in requests]
-            results = decoder.generate(prompts, params)
+            results = decoder.generate(prompts, params, Deadline.after(self._timeout))
             latency = time.perf_counter() - start
         return [
             Completion(text=detokenize(llm, r.tokens), prompt_tokens=r.prompt_tokens,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import llama_cpp
 from llama_cpp import llama_chat_format
 
+from cope.backends.deadline import Deadline
+
 
 @dataclass(frozen=True)
 class SequenceParams:
@@ -31,7 +33,7 @@ class SequenceParams:
 class SequenceResult:
     tokens: list[int]
     prompt_tokens: int
-    finish_reason: str  # stop (end of generation token) or length
+    finish_reason: str  # stop (end of generation token), length, or error: timeout ...
 
 
 def chat_prompt_tokens(llm: llama_cpp.Llama, messages: list[dict[str, str]]) -> list[int]:
@@ -127,7 +129,10 @@ class BatchDecoder:
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} (context full?)")
 
-    def generate(self, prompts: list[list[int]], params: list[SequenceParams]) -> list[SequenceResult]:
+    def generate(self, prompts: list[list[int]], params: list[SequenceParams],
+                 deadline: Deadline | None = None) -> list[SequenceResult]:
+        """Sequences decoded together; with a deadline, decoding stops between tokens once it
+        has passed and the unfinished sequences end with its error as finish reason."""
         n = len(prompts)
         if not 0 < n <= self.n_seq_max:
             raise ValueError(f"a batch holds 1 to {self.n_seq_max} sequences, not {n}")
@@ -145,6 +150,8 @@ class BatchDecoder:
                 for i in range(shared, len(prompt)):
                     pending.append((prompt[i], i, [seq], i == len(prompt) - 1))
             for start in range(0, len(pending), self.n_batch):
+                if deadline is not None and deadline.check():
+                    return self._timed_out(prompts, outputs, finish, range(n), deadline)
                 self.batch.n_tokens = 0
                 chunk = pending[start:start + self.n_batch]
                 for token, pos, seqs, logits in chunk:
@@ -160,6 +167,8 @@ class BatchDecoder:
                 if self._accept(seq, first_tokens[seq], outputs, finish, params):
                     active.append(seq)
             while active:
+                if deadline is not None and deadline.check():
+                    return self._timed_out(prompts, outputs, finish, active, deadline)
                 self.batch.n_tokens = 0
                 for seq in active:
                     self._add(outputs[seq][-1], positions[seq], [seq], True)
@@ -174,6 +183,13 @@ class BatchDecoder:
             for sampler in samplers:
                 sampler.close()
         return [SequenceResult(outputs[s], len(prompts[s]), finish[s]) for s in range(n)]
+
+    @staticmethod
+    def _timed_out(prompts, outputs, finish, unfinished, deadline: Deadline
+                   ) -> list[SequenceResult]:
+        for seq in unfinished:
+            finish[seq] = deadline.reason()
+        return [SequenceResult(outputs[s], len(prompts[s]), finish[s]) for s in range(len(prompts))]
 
     def _accept(self, seq: int, token: int, outputs, finish, params) -> bool:
         """Record a sampled token; False when the sequence is done."""

@@ -17,9 +17,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import aiohttp
 import httpx
+import yarl
+from omegaconf import DictConfig, OmegaConf
 
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.errors import BackendError, ConfigError
@@ -72,6 +75,10 @@ class Endpoint:
     limiter: RateLimiter
     session: aiohttp.ClientSession | None = None
 
+    def __post_init__(self) -> None:
+        # parsed once, not per request
+        self.chat_url = yarl.URL(f"{self.base_url}/chat/completions")
+
 
 @dataclass(frozen=True)
 class ModelRoute:
@@ -84,6 +91,9 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, http_cfg) -> None:
+        # plain attributes: an OmegaConf lookup on every request costs more than the request
+        if isinstance(http_cfg, DictConfig):
+            http_cfg = SimpleNamespace(**OmegaConf.to_container(http_cfg, resolve=True))
         self.cfg = http_cfg
         self._endpoints: dict[str, Endpoint] = {}
         self._routes: dict[str, ModelRoute] = {}
@@ -169,8 +179,8 @@ class OpenAIBackend(Backend):
                 start = time.perf_counter()
                 try:
                     self.requests_sent += 1
-                    async with self._session(endpoint).post(
-                            f"{endpoint.base_url}/chat/completions", json=payload) as response:
+                    async with self._session(endpoint).post(endpoint.chat_url,
+                                                            json=payload) as response:
                         status = response.status
                         body = await response.read()
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -208,6 +218,8 @@ class OpenAIBackend(Backend):
                 on_complete(i, completion)
             return completion
 
+        if len(requests) == 1:  # no task to spawn for a single request
+            return [await one(0, requests[0])]
         return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
     async def aclose(self) -> None:

@@ -7,6 +7,11 @@ computes their prefix once. The chat template is applied here (SGLang's native e
 takes raw text): from the model's `chat_template` (a Jinja string) or its Hugging Face
 tokenizer. `cached_tokens` (reported when the server runs with --enable-cache-report) and
 per-token logprobs are kept.
+
+The per-request seed goes in `sampling_params.sampling_seed`, the field SGLang's
+SamplingParams defines (python/sglang/srt/sampling/sampling_params.py); older servers
+without it ignore or reject the field. HTTP goes through one aiohttp session per event loop,
+as for backend=openai.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
+from omegaconf import DictConfig, OmegaConf
 
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.backends.openai_compat import FATAL_STATUSES, RETRY_STATUSES
@@ -102,9 +110,11 @@ class SGLangBackend(Backend):
     name = "sglang"
 
     def __init__(self, http_cfg) -> None:
+        if isinstance(http_cfg, DictConfig):  # plain attributes: read on every request
+            http_cfg = SimpleNamespace(**OmegaConf.to_container(http_cfg, resolve=True))
         self.cfg = http_cfg
         self._models: dict[str, SGLangModel] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._semaphore = asyncio.Semaphore(http_cfg.concurrency)
         self.requests_sent = 0
 
@@ -124,9 +134,16 @@ class SGLangBackend(Backend):
         self._models[identity] = SGLangModel(base_url, chat_renderer(alias, model_cfg))
         return identity
 
+    def _client(self) -> aiohttp.ClientSession:
+        # created lazily, inside the event loop that uses it
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s,
+                                              connect=min(10.0, self.cfg.timeout_s)),
+                connector=aiohttp.TCPConnector(limit=self.cfg.concurrency))
+        return self._session
+
     async def _post(self, base_url: str, payload: dict[str, Any]) -> tuple[Any, float]:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.cfg.timeout_s)
         problem = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
@@ -136,18 +153,20 @@ class SGLangBackend(Backend):
                 start = time.perf_counter()
                 try:
                     self.requests_sent += 1
-                    response = await self._client.post(f"{base_url}/generate", json=payload)
-                    body = response.content
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    async with self._client().post(f"{base_url}/generate",
+                                                   json=payload) as response:
+                        status = response.status
+                        body = await response.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     problem = type(exc).__name__
                     continue
-            if response.status_code in RETRY_STATUSES:
-                problem = f"HTTP {response.status_code}"
+            if status in RETRY_STATUSES:
+                problem = f"HTTP {status}"
                 continue
-            if response.status_code >= 400:
-                message = (f"{base_url}/generate answered HTTP {response.status_code}: "
+            if status >= 400:
+                message = (f"{base_url}/generate answered HTTP {status}: "
                            f"{body[:300].decode('utf-8', errors='replace')}")
-                if response.status_code in FATAL_STATUSES:
+                if status in FATAL_STATUSES:
                     raise BackendError(message)
                 raise RequestFailed(message)
             try:
@@ -199,6 +218,10 @@ class SGLangBackend(Backend):
         return results  # type: ignore[return-value]
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def close(self) -> None:
+        # a session belongs to the loop that made it; when that loop is gone, drop it
+        self._session = None
