@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cope.errors import ConfigError
+from cope.errors import ConfigError, unknown_name
 from cope.paths import cope_home
 
 FORMAT = "cope-frugalgpt-scorer/1"
@@ -161,8 +161,9 @@ def training_examples(run_dir: Path, questions: dict[str, str], stage: str
 
 
 def train(overrides: list[str], out: str | None = None, stage: str | None = None,
-          c: float = 1.0) -> Path:
-    """Run the cheap tier on the selected problems, fit a scorer, write it; its path."""
+          c: float = 1.0, backends=None) -> Path:
+    """Run the cheap tier on the selected problems, fit a scorer, write it; its path.
+    `backends` injects ready-made backends by name, as for `cope.runner.run`."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
@@ -178,8 +179,10 @@ def train(overrides: list[str], out: str | None = None, stage: str | None = None
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     scored = [n for n in cfg.method.order if cfg.method.stages[n].confidence == "scorer"]
+    if stage is not None and stage not in cfg.method.stages:
+        raise ConfigError("--stage: " + unknown_name("stage", stage, cfg.method.stages.keys()))
     stage = stage or (scored[0] if scored else None)
-    if stage is None or stage not in cfg.method.stages:
+    if stage is None:
         raise ConfigError(f"Which stage's scorer? Method '{cfg.method.name}' has no stage "
                           "with confidence=scorer; name one with --stage.")
     path = Path(out).expanduser() if out else scorer_path(cfg.method.stages[stage].scorer)
@@ -188,7 +191,7 @@ def train(overrides: list[str], out: str | None = None, stage: str | None = None
         # the cheap tier alone, answering every problem: its answers are the training labels
         cfg.method.order = [stage]
         cfg.method.stages[stage].confidence = "consensus"
-    result = run(cfg)
+    result = run(cfg, backends)
     if not result.metrics["finished"]:
         raise ConfigError(f"The training run stopped ({result.metrics['stopped_reason']}); "
                           f"resume it with run_dir={result.run_dir} resume=true.")
