@@ -118,6 +118,11 @@ def plan_ref(plan: Plan) -> dict[str, Any]:
     return {"kind": plan.kind, "author": plan.author, "stage": plan.stage, "slot": plan.slot}
 
 
+def scored_response(texts: list[str], support: list[int]) -> str:
+    """The response a scorer judges (FrugalGPT's g(q, a)): the first one behind the answer."""
+    return texts[support[0] if support else 0]
+
+
 def passes(confidence: float, threshold: float, op: str) -> bool:
     """gt: confidence > threshold; ge: confidence >= threshold."""
     if op not in ("gt", "ge"):
@@ -250,8 +255,7 @@ class CascadeMethod:
                           rng: random.Random) -> Verdict:
         """The stage's confidence under a rule other than consensus."""
         if stage.confidence == "scorer":
-            # the scorer judges the response behind the chosen answer (FrugalGPT's g(q, a))
-            response = texts[verdict.support[0] if verdict.support else 0]
+            response = scored_response(texts, verdict.support)
             scorer = self.scorers[stage.name]
             probability = await asyncio.to_thread(scorer.probability, problem.question, response)
             return replace(verdict, confidence=float(probability))

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from cope.engine import scored_response
 from cope.errors import ConfigError, unknown_name
 from cope.paths import cope_home
 
@@ -34,11 +35,6 @@ def scorer_path(value: str) -> Path:
     """A scorer file: absolute, or relative to $COPE_HOME/scorers/."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else cope_home() / "scorers" / path
-
-
-def scored_response(texts: list[str], support: list[int]) -> str:
-    """The response the scorer judges: the first one behind the stage's answer."""
-    return texts[support[0] if support else 0]
 
 
 def features(encoder, questions: list[str], responses: list[str]):
