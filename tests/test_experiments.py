@@ -14,26 +14,31 @@ from conftest import CONF_DIR, compose_config, skip_if_missing_options
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
-def sweep_jobs(experiment):
-    """The override lists of the jobs a multirun experiment launches (one job otherwise)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"],
-                      return_hydra_config=True)
+def _jobs(cfg):
     params = dict(cfg.hydra.sweeper.params or {})
     axes = [[f"{key}={value.strip()}" for value in str(values).split(",")]
             for key, values in params.items()]
     return [list(job) for job in itertools.product(*axes)]
 
 
+def sweep_jobs(experiment):
+    """The override lists of the jobs a multirun experiment launches (one job otherwise)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return _jobs(compose(config_name="config", overrides=[f"experiment={experiment}"],
+                             return_hydra_config=True))
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_job_of_every_experiment_validates(experiment):
     skip_if_missing_options("experiment", experiment)
-    jobs = sweep_jobs(experiment)
-    assert jobs
-    for job in jobs:
-        cfg = compose_config([f"experiment={experiment}", *job])
-        validate(cfg)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        jobs = _jobs(compose(config_name="config", overrides=[f"experiment={experiment}"],
+                             return_hydra_config=True))
+        assert jobs
+        for job in jobs:
+            validate(compose(config_name="config", overrides=[f"experiment={experiment}", *job]))
 
 
 def test_table3_sweeps_the_baselines_and_cope():
