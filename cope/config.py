@@ -15,6 +15,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from cope.errors import ConfigError, unknown_name
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
+# executor styles: the task's own prompt (chain of thought), a program that prints the answer
+# (program of thought), or both alternating (MoT: even samples CoT, odd samples PoT)
+STYLES = ("cot", "pot", "mixed")
+# how a stage's confidence is computed: the top answer's share of the samples; whether the CoT
+# and PoT majorities agree (1 or 0); a trained scorer's probability that the answer is right
+CONFIDENCE_RULES = ("consensus", "agreement", "scorer")
 THRESHOLD_OPS = ("gt", "ge")  # confidence > threshold, confidence >= threshold
 CACHE_MODES = ("readwrite", "readonly", "off")
 
@@ -32,6 +38,10 @@ class StageConfig:
     threshold: Optional[float] = None  # null: the stage always answers
     plan_max_tokens: int = 64
     max_tokens: int = 512
+    style: str = "cot"  # cot | pot | mixed
+    confidence: str = "consensus"  # consensus | agreement | scorer
+    scorer: Optional[str] = None  # confidence=scorer: a scorer file (relative: $COPE_HOME/scorers/)
+    program_timeout_s: float = 10.0  # style pot or mixed: a program's time to print its answer
 
 
 @dataclass
@@ -330,6 +340,7 @@ def _validate_method(method: Any, roles: Any) -> None:
                 raise ConfigError(f"{where}.{temp_name} cannot be negative.")
         if stage.max_tokens < 1 or stage.plan_max_tokens < 1:
             raise ConfigError(f"{where}: max_tokens and plan_max_tokens must be at least 1.")
+        _validate_confidence(stage, where)
         for field_name in ("planner", "executor"):
             role = getattr(stage, field_name)
             if role is not None and role not in roles:
@@ -338,6 +349,28 @@ def _validate_method(method: Any, roles: Any) -> None:
                     + unknown_name("role", role, roles.keys())
                     + " Roles come from the pair (pair.roles)."
                 )
+
+
+def _validate_confidence(stage: Any, where: str) -> None:
+    if stage.style not in STYLES:
+        raise ConfigError(f"{where}.style='{stage.style}': choose one of {', '.join(STYLES)}.")
+    if stage.confidence not in CONFIDENCE_RULES:
+        raise ConfigError(f"{where}.confidence='{stage.confidence}': choose one of "
+                          f"{', '.join(CONFIDENCE_RULES)}.")
+    if stage.style == "mixed" and stage.votes < 2:
+        raise ConfigError(f"{where}: style=mixed alternates CoT and PoT samples and needs "
+                          f"votes >= 2 (has {stage.votes}).")
+    if stage.confidence == "agreement" and stage.style != "mixed":
+        raise ConfigError(f"{where}: confidence=agreement compares the CoT and PoT majorities; "
+                          "set style=mixed.")
+    if stage.confidence == "scorer":
+        if not stage.scorer:
+            raise ConfigError(f"{where}: confidence=scorer needs {where}.scorer, a scorer file "
+                              "(python -m cope.baselines.frugalgpt train writes one).")
+        if stage.style != "cot":
+            raise ConfigError(f"{where}: confidence=scorer scores written answers; set style=cot.")
+    if stage.program_timeout_s <= 0:
+        raise ConfigError(f"{where}.program_timeout_s={stage.program_timeout_s}: must be > 0.")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

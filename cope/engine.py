@@ -6,14 +6,21 @@ carry the plan passed on by the previous stage, or work without a plan. Its exec
 combined by the task into an answer and a confidence; the stage answers when the confidence
 passes its threshold, and otherwise passes a plan on to the next stage. The last stage
 always answers.
+
+The baselines use two more stage fields. `style` chooses the executor prompt: the task's own
+(cot), a program that prints the answer (pot), or both alternating (mixed: MoT). `confidence`
+chooses the rule: consensus (the top answer's share), agreement (the CoT and PoT majorities
+agree: 1, else 0) or scorer (a trained scorer's probability that the answer is right).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
+from cope.errors import ConfigError
 from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams, stable_seed
 from cope.generator import Generator
 from cope.tasks.base import Plan, Problem, Task, Verdict
@@ -35,6 +42,9 @@ class StageSpec:
     threshold: float | None = None
     plan_max_tokens: int = 64
     max_tokens: int = 512
+    style: str = "cot"  # cot | pot | mixed
+    confidence: str = "consensus"  # consensus | agreement | scorer
+    program_timeout_s: float = 10.0
 
     @classmethod
     def from_config(cls, name: str, cfg: Any) -> "StageSpec":
@@ -46,7 +56,22 @@ class StageSpec:
             executor_temperature=float(cfg.executor_temperature),
             threshold=None if cfg.threshold is None else float(cfg.threshold),
             plan_max_tokens=int(cfg.plan_max_tokens), max_tokens=int(cfg.max_tokens),
+            style=cfg.style, confidence=cfg.confidence,
+            program_timeout_s=float(cfg.program_timeout_s),
         )
+
+    def sample_styles(self) -> list[tuple[str, int]]:
+        """(style, sample index within that style's prompt) of each execution. Mixed stages
+        alternate CoT and PoT, so n votes reuse the samples of any smaller n."""
+        if self.style != "mixed":
+            return [(self.style, i) for i in range(self.votes)]
+        return [("cot" if i % 2 == 0 else "pot", i // 2) for i in range(self.votes)]
+
+
+class Scorer(Protocol):
+    """A learned judge of one answer (FrugalGPT): the probability that it is right."""
+
+    def probability(self, question: str, response: str) -> float: ...
 
 
 @dataclass
@@ -56,9 +81,11 @@ class StageResult:
     accepted: bool
     plans: list[list[Plan]]  # the plans each execution was conditioned on
     passed_on: list[Plan]  # the plan handed to the next stage
+    rule: str = "consensus"  # how verdict.confidence was computed
+    styles: list[str] | None = None  # per-sample styles of a stage that is not all CoT
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "stage": self.name,
             "answer": self.verdict.answer,
             "consensus": self.verdict.confidence,
@@ -71,6 +98,10 @@ class StageResult:
             "plans": [[plan_ref(p) for p in plans] for plans in self.plans],
             "passed_on": [plan_ref(p) for p in self.passed_on],
         }
+        if self.rule != "consensus" or self.styles is not None:
+            data["confidence_rule"] = self.rule
+            data["styles"] = self.styles
+        return data
 
 
 @dataclass
@@ -87,6 +118,11 @@ def plan_ref(plan: Plan) -> dict[str, Any]:
     return {"kind": plan.kind, "author": plan.author, "stage": plan.stage, "slot": plan.slot}
 
 
+def scored_response(texts: list[str], support: list[int]) -> str:
+    """The response a scorer judges (FrugalGPT's g(q, a)): the first one behind the answer."""
+    return texts[support[0] if support else 0]
+
+
 def passes(confidence: float, threshold: float, op: str) -> bool:
     """gt: confidence > threshold; ge: confidence >= threshold."""
     if op not in ("gt", "ge"):
@@ -98,7 +134,8 @@ class CascadeMethod:
     """Runs a list of stages on one problem at a time."""
 
     def __init__(self, name: str, stages: list[StageSpec], roles: dict[str, str], task: Task,
-                 generator: Generator, seed: int = 0, threshold_op: str = "gt") -> None:
+                 generator: Generator, seed: int = 0, threshold_op: str = "gt",
+                 scorers: dict[str, Scorer] | None = None) -> None:
         self.name = name
         self.stages = stages
         self.roles = roles  # role -> model alias
@@ -106,6 +143,14 @@ class CascadeMethod:
         self.generator = generator
         self.seed = seed
         self.threshold_op = threshold_op
+        self.scorers = dict(scorers or {})  # stage name -> scorer (confidence=scorer)
+        for stage in stages:
+            if stage.style not in task.styles:
+                raise ConfigError(f"method.stages.{stage.name}.style={stage.style}: task "
+                                  f"'{task.name}' offers {', '.join(task.styles)}.")
+            if stage.confidence == "scorer" and stage.name not in self.scorers:
+                raise ConfigError(f"method.stages.{stage.name}: confidence=scorer, but no scorer "
+                                  "was loaded for it.")
 
     def _request(self, alias: str, messages, temperature: float, max_tokens: int,
                  sample_index: int) -> GenerationRequest:
@@ -118,9 +163,12 @@ class CascadeMethod:
                                  sample_index=sample_index)
 
     async def _generate(self, problem: Problem, stage: StageSpec, kind: str, role: str,
-                        requests: list[GenerationRequest], collected: list) -> list[Generation]:
+                        requests: list[GenerationRequest], collected: list,
+                        styles: list[str] | None = None) -> list[Generation]:
         tags = [SampleTag(problem.id, stage.name, kind, role, {"sample_index": r.sample_index})
                 for r in requests]
+        for tag, style in zip(tags, styles or []):
+            tag.extra["style"] = style
         generations = await self.generator.generate(requests, tags)
         collected.extend(zip(tags, generations))
         return generations
@@ -157,21 +205,73 @@ class CascadeMethod:
 
         contexts = [plans_for(i) for i in range(stage.votes)]
         alias = self.roles[stage.executor]
+        styles = stage.sample_styles()
         requests = [
-            self._request(alias, self.task.execute_messages(problem, contexts[i]),
-                          stage.executor_temperature, stage.max_tokens, i)
-            for i in range(stage.votes)
+            self._request(alias, self._execute_messages(problem, contexts[i], style),
+                          stage.executor_temperature, stage.max_tokens, index)
+            for i, (style, index) in enumerate(styles)
         ]
         generations = await self._generate(problem, stage, "executor", stage.executor, requests,
-                                           collected)
-        verdict = await self.task.aggregate_async(problem, [g.text for g in generations], rng)
+                                           collected, [style for style, _ in styles])
+        texts = [g.text for g in generations]
+        if stage.style == "cot":
+            verdict = await self.task.aggregate_async(problem, texts, rng)
+        else:
+            verdict = await self._vote_styles(problem, stage, styles, texts, rng)
+        if stage.confidence != "consensus":
+            verdict = await self._confidence(problem, stage, styles, texts, verdict, rng)
         if is_last or stage.threshold is None:
             accepted = True
         else:
             accepted = verdict.answer is not None and passes(
                 verdict.confidence, stage.threshold, self.threshold_op)
         return StageResult(stage.name, verdict, accepted, contexts,
-                           self._pass_on(stage, new_plans, carried, verdict, rng))
+                           self._pass_on(stage, new_plans, carried, verdict, rng),
+                           rule=stage.confidence,
+                           styles=None if stage.style == "cot" else [s for s, _ in styles])
+
+    def _execute_messages(self, problem: Problem, plans: list[Plan], style: str):
+        if style == "pot":
+            return self.task.program_messages(problem, plans)
+        return self.task.execute_messages(problem, plans)
+
+    async def _vote_styles(self, problem: Problem, stage: StageSpec,
+                           styles: list[tuple[str, int]], texts: list[str],
+                           rng: random.Random) -> Verdict:
+        """Majority vote over samples of several styles: CoT answers are read from the text,
+        PoT answers by running the program (in worker threads: programs take time)."""
+
+        def answer(style: str, text: str) -> str | None:
+            if style == "pot":
+                return self.task.program_answer(problem, text, stage.program_timeout_s)
+            return self.task.extract(text)
+
+        answers = await asyncio.gather(*(asyncio.to_thread(answer, style, text)
+                                         for (style, _), text in zip(styles, texts)))
+        return self.task.vote(problem, list(answers), rng)
+
+    async def _confidence(self, problem: Problem, stage: StageSpec,
+                          styles: list[tuple[str, int]], texts: list[str], verdict: Verdict,
+                          rng: random.Random) -> Verdict:
+        """The stage's confidence under a rule other than consensus."""
+        if stage.confidence == "scorer":
+            response = scored_response(texts, verdict.support)
+            scorer = self.scorers[stage.name]
+            probability = await asyncio.to_thread(scorer.probability, problem.question, response)
+            return replace(verdict, confidence=float(probability))
+        # agreement (MoT verify): the CoT majority and the PoT majority are the same answer
+        positions = {kind: [i for i, (style, _) in enumerate(styles) if style == kind]
+                     for kind in ("cot", "pot")}
+        majorities = {kind: self.task.vote(problem, [verdict.answers[i] for i in where], rng)
+                      for kind, where in positions.items()}
+        cot, pot = majorities["cot"], majorities["pot"]
+        agree = (cot.answer is not None and pot.answer is not None
+                 and self.task.vote(problem, [cot.answer, pot.answer]).confidence == 1.0)
+        if not agree:
+            return replace(verdict, confidence=0.0)
+        support = sorted([positions["cot"][j] for j in cot.support]
+                         + [positions["pot"][j] for j in pot.support])
+        return replace(verdict, answer=cot.answer, confidence=1.0, support=support)
 
     @staticmethod
     def _pass_on(stage: StageSpec, new_plans: list[list[Plan]] | None, carried: list[Plan],

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cope.backends import Backend, create_backend
+from cope.baselines.frugalgpt import load_scorers
 from cope.errors import BackendUnavailable, ConfigError
 from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
@@ -128,6 +129,7 @@ class Run:
 
     def _set_up(self, backends: dict[str, Backend]) -> None:
         cfg = self.cfg
+        scorers = load_scorers(cfg, self.problems)  # before the models: a missing file fails fast
         bindings = self._bind_models(backends)
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         shared = (SharedSegments(cfg.cache.shared_dir, cfg.cache.sync_interval_s)
@@ -139,7 +141,8 @@ class Run:
                                    max_consecutive_failures=cfg.faults.max_consecutive_failures)
         stages = [StageSpec.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
-                                    seed=cfg.seed, threshold_op=cfg.method.threshold_op)
+                                    seed=cfg.seed, threshold_op=cfg.method.threshold_op,
+                                    scorers=scorers)
         # a resumed run starts from the problems that already finished
         self.rows: list[dict[str, Any]] = list(self.recorder.resumed)
         self.ledger = CostLedger()
@@ -196,6 +199,7 @@ class Run:
             "model_role": tag.model_role,
             "model": alias,
             "sample_index": generation.request.sample_index,
+            "style": tag.extra.get("style"),  # executor samples: cot or pot
             "temperature": generation.request.params.temperature,
             "seed": generation.request.params.seed,
             "text": completion.text,

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from cope.errors import DataError
+from cope.errors import ConfigError, DataError
 from cope.generation import Message
 
 
@@ -80,6 +80,31 @@ class Task(ABC):
     def details(self) -> dict[str, Any]:
         """How this task judges, for metrics.json (e.g. which tests a code task runs)."""
         return {}
+
+    # Executor styles beyond the task's own prompt ("cot"): a task that supports program-of-
+    # thought samples ("pot", and "mixed" CoT + PoT) lists them and implements the hooks below.
+    styles: tuple[str, ...] = ("cot",)
+
+    def program_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        """The executor's prompt for a program that prints the answer (style pot)."""
+        raise self._unsupported("program-of-thought prompts (style pot or mixed)")
+
+    def extract(self, text: str) -> str | None:
+        """The answer of one executor response (style cot), or None."""
+        raise self._unsupported("per-sample answers (style mixed, confidence agreement)")
+
+    def program_answer(self, problem: Problem, text: str, timeout: float) -> str | None:
+        """Run the program in a response and read its answer; None when it fails."""
+        raise self._unsupported("program-of-thought answers (style pot or mixed)")
+
+    def vote(self, problem: Problem, answers: list[str | None],
+             rng: random.Random | None = None) -> Verdict:
+        """Combine per-sample answers (None: abstained) into a verdict."""
+        raise self._unsupported("voting over per-sample answers")
+
+    def _unsupported(self, what: str) -> ConfigError:
+        return ConfigError(f"Task '{self.name}' has no {what}: use style=cot with "
+                           f"confidence=consensus or scorer for this task.")
 
 
 def select(problems: list[Problem], ids: list[str] | None, offset: int, limit: int | None

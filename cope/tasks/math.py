@@ -19,6 +19,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 
 from cope.generation import Message
 from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.program_of_thought import ProgramError, extract_program, printed_answer, run_program
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_ANSWER = re.compile(
@@ -197,6 +198,11 @@ EXECUTOR = (
     "each calculation, then end your response with: Therefore, the final answer is: "
     "$\\boxed{answer}$. where answer is only the final number or expression."
 )
+PROGRAM_EXECUTOR = (
+    "Solve the following math problem by writing a Python program. The program must compute "
+    "the answer and print only the final number or expression, on the last line of its "
+    "output. Return only the program, in one ```python code block."
+)
 PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 
 
@@ -205,20 +211,44 @@ class MathTask(Task):
 
     family = "math"
     last_number_fallback = False
+    styles = ("cot", "pot", "mixed")
 
     def plan_messages(self, problem: Problem, kind: str) -> tuple[Message, ...]:
         instruction = GOAL_PLANNER if kind == "goal" else GUIDELINE_PLANNER
         return (("system", instruction), ("user", f"Problem:\n{problem.question}"))
 
     def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        return (("system", EXECUTOR), ("user", self._problem_with_plans(problem, plans)))
+
+    def program_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        return (("system", PROGRAM_EXECUTOR), ("user", self._problem_with_plans(problem, plans)))
+
+    @staticmethod
+    def _problem_with_plans(problem: Problem, plans: list[Plan]) -> str:
         user = f"Problem:\n{problem.question}"
         if plans:
             lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
             user += f"\n\nA plan to follow:\n{lines}"
-        return (("system", EXECUTOR), ("user", user))
+        return user
 
     def extract(self, text: str) -> str | None:
         return extract_answer(text, last_number_fallback=self.last_number_fallback)
+
+    def program_answer(self, problem: Problem, text: str, timeout: float) -> str | None:
+        """The last line the response's program printed, read like a written answer (a box or
+        "final answer is" inside it wins; else the line itself)."""
+        code = extract_program(text)
+        if code is None:
+            return None
+        try:
+            line = printed_answer(run_program(code, timeout))
+        except ProgramError:
+            return None
+        return self.extract(line) or _clean(line) or None
+
+    def vote(self, problem: Problem, answers: list[str | None],
+             rng: random.Random | None = None) -> Verdict:
+        return majority_vote(answers, rng)
 
     def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
                   ) -> Verdict:
