@@ -48,6 +48,22 @@ class MethodConfig:
 
 
 @dataclass
+class AgentConfig:
+    """Interactive tasks (textworld, alfworld): one problem is one episode of a game."""
+
+    max_steps: int = 30  # actions per episode before it counts as lost
+    history: int = 8  # past steps (action and what followed) shown to the models
+    # generated TextWorld games (task=textworld): tw-make's options, and the seed of game i
+    # is game_seed + i, so the same settings always give the same games
+    games: int = 3
+    world_size: int = 2
+    nb_objects: int = 4
+    quest_length: int = 2
+    game_seed: int = 1
+    alfworld_config: Optional[str] = None  # task=alfworld: alfworld's base_config.yaml
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     source: Optional[str] = None  # file or directory; null: packaged data or the Hub
@@ -55,6 +71,7 @@ class TaskConfig:
     limit: Optional[int] = None
     offset: int = 0
     ids: Optional[list[str]] = None
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
 
 @dataclass
@@ -226,6 +243,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"task.offset={cfg.task.offset}: must be 0 or more.")
     if cfg.task.ids is not None and len(cfg.task.ids) == 0:
         raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
+    _validate_agent(cfg.task.agent)
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
     if cfg.backend.batch_n_ctx < cfg.backend.batch_size * 256:
@@ -283,6 +301,14 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         price = cfg.prices[model.price]
         if price.input_per_m < 0 or price.output_per_m < 0:
             raise ConfigError(f"prices.{model.price}: prices cannot be negative.")
+
+
+def _validate_agent(agent: Any) -> None:
+    for key in ("max_steps", "games", "world_size", "nb_objects", "quest_length"):
+        if getattr(agent, key) < 1:
+            raise ConfigError(f"task.agent.{key}={getattr(agent, key)}: must be at least 1.")
+    if agent.history < 0:
+        raise ConfigError(f"task.agent.history={agent.history}: must be 0 or more.")
 
 
 def _validate_method(method: Any, roles: Any) -> None:
