@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from cope.tasks.base import Verdict
 
-_ACTION_LINE = re.compile(r"^\W*action\W*[:=-]\s*(?P<command>.+)$", re.IGNORECASE | re.MULTILINE)
+_ACTION_LINE = re.compile(r"^[^\w\n]*action[^\w\n]*[:=-][ \t]*(?P<command>.*)$",
+                          re.IGNORECASE | re.MULTILINE)
 _WRAPPERS = "`*\"'<>[]()"
 
 

@@ -7,6 +7,7 @@ reads, the commands the game accepts (when it says), and whether the game is ove
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -70,6 +71,12 @@ class TextWorldEnv:
                                    objective=True, score=True, max_score=True)
         self._env = textworld.start(str(path), request_infos=infos)
 
+    def _quiet(self, call, *args):
+        # jericho warns that it cannot track score in TextWorld's games; TextWorld does
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is not fully supported")
+            return call(*args)
+
     def _state(self, game_state, done: bool = False) -> GameState:
         return GameState(
             observation=clean_feedback(game_state.feedback or ""),
@@ -82,10 +89,10 @@ class TextWorldEnv:
         )
 
     def reset(self) -> GameState:
-        return self._state(self._env.reset())
+        return self._state(self._quiet(self._env.reset))
 
     def step(self, command: str) -> GameState:
-        game_state, _score, done = self._env.step(command)
+        game_state, _score, done = self._quiet(self._env.step, command)
         return self._state(game_state, done)
 
     def close(self) -> None:

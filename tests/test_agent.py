@@ -1,0 +1,177 @@
+"""Agent tasks: episodes on real generated TextWorld games with a scripted player, the vote
+over commands, invalid moves, the step limit, records and resume."""
+
+import json
+import random
+
+import pytest
+
+from cope.agent.actions import choose_command, normalise, read_command, vote
+from cope.backends.scripted import ScriptedBackend
+from cope.config import validate
+from cope.errors import ConfigError, DataError
+from cope.runner import run
+
+from conftest import compose_config
+from scripted import GARBAGE, WALKTHROUGH, walkthrough_responder
+
+SCRIPTED = ["backend.name=scripted", "pair=qwen-coder-cpu", "task=textworld", "concurrency=1"]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- commands and the vote (no game needed) ---
+
+@pytest.mark.parametrize("text, command", [
+    ("Action: go north", "go north"),
+    ("I should look around first.\nAction: `Open the Chest`.", "open the chest"),
+    ("**Action:** take key", "take key"),
+    ("> go   south\nbecause the door is there", "go south"),
+    ("", None),
+    ("Action:", None),
+])
+def test_a_command_is_read_from_the_action_line_or_the_first_line(text, command):
+    assert read_command(text) == command
+
+
+def test_only_admissible_commands_are_valid_and_keep_the_games_spelling():
+    admissible = ["go north", "take red key"]
+    assert choose_command("Action: Take  Red Key.", admissible) == "take red key"
+    assert choose_command("Action: take the key", admissible) is None  # not a valid command
+    assert choose_command("Action: dance", None) == "dance"  # no list: the game decides
+    assert normalise(" `Go North.` ") == "go north"
+
+
+def test_confidence_is_the_top_commands_share_with_abstentions_counted():
+    verdict = vote(["go north", None, "go north", "look"])
+    assert verdict.answer == "go north" and verdict.confidence == 0.5
+    assert verdict.support == [0, 2] and verdict.answers[1] is None
+    assert vote([None, None]).answer is None and vote([None, None]).confidence == 0.0
+    picks = {vote(["a", "b"], random.Random(seed)).answer for seed in range(20)}
+    assert picks == {"a", "b"}  # a tie is broken at random with the run's generator
+
+
+def test_agent_settings_are_validated():
+    with pytest.raises(ConfigError, match="task.agent.max_steps=0"):
+        validate(compose_config(["task=textworld", "task.agent.max_steps=0"]))
+    with pytest.raises(ConfigError, match="task.agent.history=-1"):
+        validate(compose_config(["task=textworld", "task.agent.history=-1"]))
+
+
+def test_alfworld_without_package_or_data_names_both_ways(make_config, monkeypatch):
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    with pytest.raises(DataError) as info:
+        run(make_config("task=alfworld", "backend.name=scripted"))
+    message = str(info.value)
+    assert "pip install alfworld" in message and "ALFWORLD_DATA" in message
+
+
+# --- episodes on generated TextWorld games ---
+
+@pytest.fixture(scope="session")
+def games(tmp_path_factory):
+    """Two small games, generated once by tw-make into a directory the runs play from."""
+    pytest.importorskip("textworld", reason='the agent tests need textworld: pip install -e ".[agent]"')
+    from cope.agent.games import GameSettings, generate_games
+
+    directory = tmp_path_factory.mktemp("textworld_games")
+    generate_games(directory, GameSettings(world_size=2, nb_objects=4, quest_length=2), [1, 2])
+    return directory
+
+
+@pytest.fixture
+def play(make_config, games):
+    """Run the textworld task on the generated games with a scripted player."""
+
+    def play_games(*overrides, **policy):
+        cfg = make_config(*SCRIPTED, f"task.source={games}", *overrides)
+        from cope.tasks import create_task
+
+        problems = create_task(cfg.task).load()
+        backend = ScriptedBackend(walkthrough_responder(problems, **policy))
+        return run(cfg, backends={"scripted": backend}), problems
+
+    return play_games
+
+
+def test_generated_games_are_deterministic_and_carry_a_walkthrough(games, tmp_path):
+    from cope.agent.games import GameSettings, game_metadata, generate_game
+
+    again = generate_game(tmp_path, GameSettings(world_size=2, nb_objects=4, quest_length=2), 1)
+    assert again.read_bytes() == (games / "game-s1.z8").read_bytes()
+    meta = game_metadata(again)
+    assert len(meta["walkthrough"]) == 2 and meta["objective"]
+
+
+def test_the_walkthrough_player_wins_every_game_at_stage_one(play):
+    result, problems = play()
+    rows, m = result.problems, result.metrics
+    assert [r["id"] for r in rows] == ["game-s1", "game-s2"]
+    for row, problem in zip(rows, problems):
+        assert row["won"] and row["correct"] and row["outcome"] == "won"
+        assert [step["command"] for step in row["trajectory"]] == problem.meta["walkthrough"]
+        assert row["steps"] == len(problem.meta["walkthrough"]) and row["invalid_moves"] == 0
+        # unanimous votes (8 of 8 > tau1): every action is chosen by the small model alone
+        assert row["steps_resolved_by_stage"] == {"s1": row["steps"], "s2": 0, "s3": 0}
+        assert row["resolved_stage"] == "s1" and row["cost_usd"] == 0.0
+    assert m["success_rate"] == 1.0 and m["accuracy"] == 1.0
+    assert m["mean_steps"] == sum(r["steps"] for r in rows) / 2
+    assert m["steps_resolved_by_stage"]["s1"] == m["n_steps"] and m["large_calls"] == 0
+    samples = read_jsonl(result.run_dir / "samples.jsonl")
+    assert {s["problem_id"] for s in samples} == {"game-s1", "game-s2"}
+    # per step: 8 goal plans and 8 executions of stage 1
+    assert len(samples) == 16 * m["n_steps"]
+    assert all(0 <= s["step"] < 2 for s in samples)
+
+
+def test_malformed_commands_are_invalid_moves_until_the_step_limit(play):
+    result, _ = play("task.agent.max_steps=3", "task.limit=1", small=GARBAGE,
+                     small_with_guideline=GARBAGE, large=GARBAGE)
+    row, m = result.problems[0], result.metrics
+    assert m["finished"] and not row["won"] and row["outcome"] == "step_limit"
+    assert row["steps"] == 3 and row["invalid_moves"] == 3 and row["score"] == 0
+    assert all(not step["valid"] and step["command"] is None for step in row["trajectory"])
+    # no stage found a command: every step went through all three stages to the large model
+    assert row["steps_resolved_by_stage"] == {"s1": 0, "s2": 0, "s3": 3}
+    assert m["large_calls"] == 3 * 2  # a guideline and a greedy execution per step
+    assert m["mean_invalid_moves"] == 3 and m["cost_usd_per_million"] > 0
+    samples = read_jsonl(result.run_dir / "samples.jsonl")
+    assert sum(s["cost_usd"] for s in samples) == pytest.approx(row["cost_usd"])
+
+
+def test_a_split_vote_escalates_and_the_next_stage_acts(play):
+    half = [WALKTHROUGH] * 4 + [GARBAGE] * 4  # consensus 0.5, not above tau1 = 0.75
+    result, problems = play("task.limit=1", small=half, small_with_guideline=WALKTHROUGH)
+    row = result.problems[0]
+    assert row["won"] and row["steps"] == len(problems[0].meta["walkthrough"])
+    assert row["steps_resolved_by_stage"] == {"s1": 0, "s2": row["steps"], "s3": 0}
+    first = row["trajectory"][0]["stages"]
+    assert [s["stage"] for s in first] == ["s1", "s2"]
+    assert first[0]["consensus"] == 0.5 and not first[0]["accepted"]
+    assert first[0]["abstained"] == 4 and first[1]["consensus"] == 1.0
+
+
+def test_the_step_limit_ends_an_unfinished_episode(play):
+    result, _ = play("task.agent.max_steps=1", "task.limit=1")
+    row = result.problems[0]
+    assert row["steps"] == 1 and row["outcome"] == "step_limit" and not row["correct"]
+    assert result.metrics["success_rate"] == 0.0
+
+
+def test_a_rerun_replays_from_the_cache_and_resume_keeps_finished_episodes(play, make_config,
+                                                                         tmp_path):
+    first, _ = play()
+    problems_bytes = (first.run_dir / "problems.jsonl").read_bytes()
+    # a run cut off after its first episode
+    (first.run_dir / "metrics.json").unlink()
+    lines = problems_bytes.decode().splitlines(keepends=True)
+    (first.run_dir / "problems.jsonl").write_text(lines[0] + lines[1][:40])
+    resumed, _ = play("resume=true")
+    assert resumed.metrics["finished"] and resumed.metrics["n_resumed"] == 1
+    assert resumed.metrics["backend_calls"] == 0  # the cut-off episode came from the cache
+    assert (first.run_dir / "problems.jsonl").read_bytes() == problems_bytes
+    samples = read_jsonl(first.run_dir / "samples.jsonl")
+    assert len(samples) == 16 * resumed.metrics["n_steps"]
+    assert resumed.metrics["success_rate"] == 1.0
