@@ -175,3 +175,35 @@ def test_a_rerun_replays_from_the_cache_and_resume_keeps_finished_episodes(play,
     samples = read_jsonl(first.run_dir / "samples.jsonl")
     assert len(samples) == 16 * resumed.metrics["n_steps"]
     assert resumed.metrics["success_rate"] == 1.0
+
+
+@pytest.mark.integration
+def test_the_tiny_model_plays_a_few_moves_through_every_stage(make_config, games, tmp_path):
+    """SmolLM2-135M on llama.cpp plays and votes for two moves; it will not win, so the
+    records are checked, not the outcome. Thresholds of 1.0 send every move through all
+    three stages."""
+    tiny = ["pair=tiny-cpu", "task=textworld", f"task.source={games}", "task.limit=1",
+            "task.agent.max_steps=2", "task.agent.history=2", "method=cope", "method.votes=2",
+            "method.tau1=1.0", "method.tau2=1.0", "method.max_tokens=24",
+            "method.plan_max_tokens=24", "backend.n_ctx=2048", "concurrency=1"]
+    result = run(make_config(*tiny))
+    (row,) = read_jsonl(result.run_dir / "problems.jsonl")
+    samples = read_jsonl(result.run_dir / "samples.jsonl")
+    m = json.loads((result.run_dir / "metrics.json").read_text())
+    assert row["id"] == "game-s1" and row["outcome"] in ("won", "lost", "step_limit")
+    assert row["steps"] == 2 or row["won"]
+    assert row["invalid_moves"] == sum(not step["valid"] for step in row["trajectory"])
+    for step in row["trajectory"]:
+        assert step["valid"] == (step["command"] is not None)
+        assert [s["stage"] for s in step["stages"]] == ["s1", "s2", "s3"]
+    # per move: 2 goals + 2 executions, 1 guideline + 2 executions, 1 large execution
+    assert len(samples) == 8 * row["steps"]
+    assert sorted({s["step"] for s in samples}) == list(range(row["steps"]))
+    assert {s["problem_id"] for s in samples} == {"game-s1"}
+    assert m["n_steps"] == row["steps"] and m["steps_resolved_by_stage"]["s3"] == row["steps"]
+    assert m["success_rate"] == float(row["won"]) and m["cost_usd_per_million"] == 0.0
+    # the same run again from the cache alone gives the same episode
+    replay = run(make_config(*tiny, f"run_dir={tmp_path / 'replay'}", "cache.mode=readonly"))
+    assert replay.metrics["backend_calls"] == 0
+    assert (replay.run_dir / "problems.jsonl").read_bytes() == \
+        (result.run_dir / "problems.jsonl").read_bytes()

@@ -69,9 +69,10 @@ class TextWorldEnv:
         textworld = import_textworld()
         infos = textworld.EnvInfos(admissible_commands=True, won=True, lost=True,
                                    objective=True, score=True, max_score=True)
-        self._env = textworld.start(str(path), request_infos=infos)
+        self._env = self._quiet(textworld.start, str(path), infos)
 
-    def _quiet(self, call, *args):
+    @staticmethod
+    def _quiet(call, *args):
         # jericho warns that it cannot track score in TextWorld's games; TextWorld does
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is not fully supported")
