@@ -207,3 +207,75 @@ def test_the_tiny_model_plays_a_few_moves_through_every_stage(make_config, games
     assert replay.metrics["backend_calls"] == 0
     assert (replay.run_dir / "problems.jsonl").read_bytes() == \
         (result.run_dir / "problems.jsonl").read_bytes()
+
+
+def test_a_directory_source_must_be_a_directory(make_config, tmp_path):
+    (tmp_path / "game.z8").write_text("not a directory")
+    with pytest.raises(DataError, match="give a directory of TextWorld games"):
+        run(make_config("task=textworld", "backend.name=scripted", f"task.source={tmp_path / 'game.z8'}"))
+
+
+# alfworld itself cannot run here (its data is a download): this stand-in keeps its API
+# (get_environment -> AlfredTWEnv(config, train_eval) with game_files and init_env) and, like
+# alfworld, serves the games through TextWorld's batch gym environment
+ALFWORLD_STAND_IN = '''
+import os
+import textworld
+import textworld.gym
+
+class AlfredTWEnv:
+    def __init__(self, config, train_eval="train"):
+        key = {"eval_out_of_distribution": "eval_ood_data_path",
+               "eval_in_distribution": "eval_id_data_path", "train": "data_path"}[train_eval]
+        root = os.path.expandvars(config["dataset"][key])
+        self.config = config
+        self.game_files = sorted(os.path.join(d, "game.z8") for d, _, files in os.walk(root)
+                                 if "game.z8" in files)
+        self.num_games = len(self.game_files)
+
+    def init_env(self, batch_size):
+        infos = textworld.EnvInfos(won=True, admissible_commands=True)
+        steps = self.config["dagger"]["training"]["max_nb_steps_per_episode"]
+        env_id = textworld.gym.register_games(self.game_files, infos, batch_size=batch_size,
+                                              asynchronous=False, max_episode_steps=steps)
+        return textworld.gym.make(env_id)
+
+def get_environment(env_type):
+    assert env_type == "AlfredTWEnv"
+    return AlfredTWEnv
+'''
+
+
+def test_alfworld_episodes_through_its_batch_environment(make_config, games, tmp_path,
+                                                         monkeypatch):
+    import shutil
+    import sys
+
+    from cope.agent.games import game_metadata
+    from cope.tasks.base import Problem
+
+    package = tmp_path / "site" / "alfworld" / "agents" / "environment"
+    package.mkdir(parents=True)
+    for init in (package.parent.parent, package.parent):
+        (init / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(ALFWORLD_STAND_IN)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m.startswith("alfworld")]:
+        monkeypatch.delitem(sys.modules, name)
+    data = tmp_path / "alfworld_data"
+    trial = data / "json_2.1.1" / "valid_unseen" / "pick_and_place-1" / "trial_1"
+    trial.mkdir(parents=True)
+    for suffix in (".z8", ".json"):  # TextWorld lists admissible commands from the .json
+        shutil.copy((games / "game-s1").with_suffix(suffix), (trial / "game").with_suffix(suffix))
+    monkeypatch.setenv("ALFWORLD_DATA", str(data))
+
+    walkthrough = game_metadata(games / "game-s1.z8")["walkthrough"]
+    player = [Problem(id="g", question="", gold="won", meta={"walkthrough": walkthrough})]
+    backend = ScriptedBackend(walkthrough_responder(player))
+    result = run(make_config("task=alfworld", "backend.name=scripted", "pair=qwen-coder-cpu",
+                             "task.agent.max_steps=5"), backends={"scripted": backend})
+    (row,) = result.problems
+    assert row["id"] == "valid_unseen/pick_and_place-1/trial_1"
+    assert row["won"] and row["steps"] == len(walkthrough) and row["invalid_moves"] == 0
+    assert [step["command"] for step in row["trajectory"]] == walkthrough
+    assert result.metrics["success_rate"] == 1.0

@@ -99,8 +99,9 @@ class ALFWorldEnv:
         self._objective = ""
 
     def _state(self, observation: str, infos: dict, done: bool) -> GameState:
+        admissible = infos["admissible_commands"][0]
         return GameState(observation=observation.strip(),
-                         admissible=list(infos["admissible_commands"][0]),
+                         admissible=None if admissible is None else list(admissible),
                          done=bool(done or infos["won"][0]), won=bool(infos["won"][0]),
                          objective=self._objective)
 
