@@ -37,6 +37,7 @@ EXECUTOR = (
     "most progress toward the task. Copy it exactly from the list of valid commands and end "
     "your response with a line of the form: Action: <command>"
 )
+ANSWER_FORMAT = "Reply with the next command on one line: Action: <a valid command>"
 PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 WON = "won"
 
@@ -75,6 +76,8 @@ class AgentTask(Task):
         if plans:
             lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
             user += f"\n\nA plan to follow:\n{lines}"
+        # last, so that a model continuing the plan's wording still answers in the format
+        user += f"\n\n{ANSWER_FORMAT}"
         return (("system", EXECUTOR), ("user", user))
 
     def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
