@@ -79,9 +79,10 @@ class TextWorldEnv:
             return call(*args)
 
     def _state(self, game_state, done: bool = False) -> GameState:
+        admissible = game_state["admissible_commands"]
         return GameState(
             observation=clean_feedback(game_state.feedback or ""),
-            admissible=sorted(game_state["admissible_commands"] or []),
+            admissible=None if admissible is None else sorted(admissible),
             done=bool(done or game_state["won"] or game_state["lost"]),
             won=bool(game_state["won"]),
             score=float(game_state["score"] or 0),
