@@ -53,6 +53,14 @@ def test_confidence_is_the_top_commands_share_with_abstentions_counted():
     assert picks == {"a", "b"}  # a tie is broken at random with the run's generator
 
 
+def test_the_title_banner_and_prompt_are_cut_from_what_the_game_says():
+    from cope.agent.env import clean_feedback
+
+    said = ("\n\n   ________  __\n  |        \\|  \\\n   \\$$$$$$$$| $$\n\nIt's time to explore!"
+            "\n\n\n\n-= Spare Room =-\nA mug is here.\n\n>  ")
+    assert clean_feedback(said) == "It's time to explore!\n\n-= Spare Room =-\nA mug is here."
+
+
 def test_agent_settings_are_validated():
     with pytest.raises(ConfigError, match="task.agent.max_steps=0"):
         validate(compose_config(["task=textworld", "task.agent.max_steps=0"]))
