@@ -71,6 +71,8 @@ class TaskConfig:
     limit: Optional[int] = None
     offset: int = 0
     ids: Optional[list[str]] = None
+    hidden_tests: Optional[str] = None  # mbpp: an MBPP-ET file to judge on; null: the given tests
+    timeout_s: float = 10.0  # code tasks: wall-clock seconds for one candidate's tests
     agent: AgentConfig = field(default_factory=AgentConfig)
 
 
@@ -243,6 +245,11 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"task.offset={cfg.task.offset}: must be 0 or more.")
     if cfg.task.ids is not None and len(cfg.task.ids) == 0:
         raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
+    if cfg.task.timeout_s <= 0:
+        raise ConfigError(f"task.timeout_s={cfg.task.timeout_s}: a test run needs a positive timeout.")
+    if cfg.task.hidden_tests is not None and cfg.task.name != "mbpp":
+        raise ConfigError(f"task.hidden_tests is MBPP's (an MBPP-ET file); task '{cfg.task.name}' "
+                          "has none: set it to null.")
     _validate_agent(cfg.task.agent)
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")

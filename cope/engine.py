@@ -165,7 +165,7 @@ class CascadeMethod:
         ]
         generations = await self._generate(problem, stage, "executor", stage.executor, requests,
                                            collected)
-        verdict = self.task.aggregate(problem, [g.text for g in generations], rng)
+        verdict = await self.task.aggregate_async(problem, [g.text for g in generations], rng)
         if is_last or stage.threshold is None:
             accepted = True
         else:

@@ -273,6 +273,7 @@ class Run:
             "truncated_samples": sum(row.get("truncated_samples", 0) for row in self.rows),
             "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
+            **({"task_details": details} if (details := self.task.details()) else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
             **self.task.metrics(self.rows),

@@ -67,6 +67,12 @@ class Task(ABC):
         """Combine a stage's samples into an answer and a confidence; `rng` (seeded per run,
         problem and stage) breaks ties."""
 
+    async def aggregate_async(self, problem: Problem, texts: list[str],
+                              rng: random.Random | None = None) -> Verdict:
+        """`aggregate` as the engine calls it; a task whose aggregation blocks (code tasks run
+        programs) moves it off the event loop."""
+        return self.aggregate(problem, texts, rng)
+
     @abstractmethod
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         """Judge a final answer against the problem's reference."""
@@ -78,6 +84,10 @@ class Task(ABC):
 
     def metrics(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Metrics of this task family beyond accuracy and cost, from the problem records."""
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        """How this task judges, for metrics.json (e.g. which tests a code task runs)."""
         return {}
 
 

@@ -1,0 +1,128 @@
+"""Runs inside the sandbox: one program, then its tests, then one verdict.
+
+Started as `python -I -B _runner.py SETUP_FD VERDICT_FD` (standard library only: it must run
+with any interpreter the sandbox offers). SETUP_FD holds a JSON object (mode, program, setup,
+tests, nonce, limits; `setup` runs after the program, before the tests); it is read and closed before any model-written code runs. The verdict
+goes to VERDICT_FD as one line, `<nonce> <json>`, and only after every test ran; the parent
+accepts nothing else on that pipe. See cope/sandbox/__init__.py for why it cannot be forged.
+"""
+
+import builtins
+import json
+import os
+import resource
+import sys
+
+def _audit_hook():
+    """An audit hook that turns away what would reach the nonce in main()'s locals: frame
+    and object introspection, ctypes, /proc/<pid>/mem. It raises ValueError, which the
+    standard library's optional uses of frames (namedtuple, typing, enum, logging) fall back
+    on. Everything it uses is bound here, in its closure, so that patching builtins or this
+    module's globals cannot switch it off; the hook itself is referenced from nowhere else."""
+    blocked = frozenset({
+        "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
+        "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+        "sys.addaudithook",
+    })
+    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+    memory_files = ("/mem", "/pagemap")
+    _isinstance, _error = isinstance, ValueError
+    _startswith, _endswith, _fsdecode, _fspath = str.startswith, str.endswith, os.fsdecode, os.fspath
+
+    def hook(event, args):
+        if event in blocked or _startswith(event, "ctypes."):
+            raise _error("sandbox: " + event + " is disabled")
+        if event == "object.__getattr__" and args[1:2] and args[1] in frame_attributes:
+            raise _error("sandbox: frame access is disabled")
+        if event == "open" and args and args[0] is not None and not _isinstance(args[0], int):
+            path = _fsdecode(_fspath(args[0]))
+            if _startswith(path, "/proc/") and _endswith(path, memory_files):
+                raise _error("sandbox: opening " + path + " is disabled")
+
+    return hook
+
+
+def _undumpable():
+    """PR_SET_DUMPABLE 0: /proc/self/mem and friends then belong to root, not to us."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    finally:
+        sys.modules.pop("ctypes", None)
+
+
+def _limit(name, value, hard=None):
+    kind = getattr(resource, name)
+    try:
+        resource.setrlimit(kind, (value, value if hard is None else hard))
+    except (ValueError, OSError):
+        pass  # a limit already lower than ours stays
+
+
+def _describe(exc):
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def main():
+    setup_fd, verdict_fd = int(sys.argv[1]), int(sys.argv[2])
+    with os.fdopen(setup_fd, "rb") as handle:
+        job = json.loads(handle.read())
+    nonce = job.pop("nonce")
+    limits = job["limits"]
+    _limit("RLIMIT_CPU", limits["cpu_s"], limits["cpu_s"] + 1)  # SIGXCPU first, then SIGKILL
+    _limit("RLIMIT_AS", limits["memory_bytes"])
+    _limit("RLIMIT_FSIZE", limits["file_bytes"])
+    _limit("RLIMIT_NOFILE", limits["open_files"])
+    _limit("RLIMIT_CORE", 0)
+    _limit("RLIMIT_NPROC", limits["processes"])
+    pristine = dict(builtins.__dict__)
+    # The names the verdict depends on, bound before the program could patch them.
+    _exec, _compile, _dict, _enumerate, _BaseException = exec, compile, dict, enumerate, BaseException
+    write = os.write
+    dumps = json.dumps
+    exit_now = os._exit
+    _undumpable()
+    sys.addaudithook(_audit_hook())
+
+    def report(verdict):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        write(verdict_fd, (nonce + " " + dumps(verdict) + "\n").encode())
+        exit_now(0)  # no atexit hooks, no lingering threads: the verdict is the last word
+
+    # Against tests the program is a module named `solution`: its `if __name__ == "__main__":`
+    # demo (which may wait for input) is not part of the answer.
+    name = "__main__" if job["mode"] == "program" else "solution"
+    namespace = {"__name__": name, "__builtins__": builtins}
+    try:
+        exec(compile(job["program"], "program.py", "exec"), namespace)
+    except BaseException as exc:  # SystemExit too: a program that exits has not passed
+        if job["mode"] == "program" and isinstance(exc, SystemExit) and exc.code in (0, None):
+            report({"stage": "done", "passed": 0, "error": None})
+        report({"stage": "program", "passed": 0, "error": _describe(exc)})
+    if job["mode"] == "program":
+        report({"stage": "done", "passed": 0, "error": None})
+    # Tests see the builtins as they were before the program ran; the program's own
+    # functions keep theirs (a function looks builtins up where it was defined). The tests'
+    # own set-up (MBPP's test_setup_code) runs first: it may use the program's classes.
+    tests = ([job["setup"]] if job["setup"] else []) + job["tests"]
+    passed = -1 if job["setup"] else 0
+    for index, test in _enumerate(tests):
+        namespace["__builtins__"] = _dict(pristine)
+        try:
+            _exec(_compile(test, f"<test {index}>", "exec"), namespace)
+        except _BaseException as exc:
+            report({"stage": "test", "passed": max(passed, 0),
+                    "failed": "setup" if passed < 0 else passed, "error": _describe(exc)})
+        passed += 1
+    report({"stage": "done", "passed": passed, "error": None})
+
+
+if __name__ == "__main__":
+    main()

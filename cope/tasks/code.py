@@ -1,0 +1,165 @@
+"""Code answers: extraction from a response, stage confidence from tests, and judging.
+
+A stage's confidence follows the paper: every candidate runs on the problem's visible tests
+in the sandbox; if at least one passes them all, the stage answers with one of those (drawn
+with the engine's seeded generator) at confidence 1; otherwise its confidence is 0 and it
+escalates. The final answer is judged on the hidden tests.
+
+    >>> extract_code("Here:\\n```python\\ndef f():\\n    return 1\\n```\\nDone.")
+    'def f():\\n    return 1'
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import random
+import re
+from functools import cached_property
+
+from cope.generation import Message
+from cope.sandbox import Sandbox, TestJob
+from cope.tasks.base import Plan, Problem, Task, Verdict
+
+_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
+_PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
+_CODE_START = re.compile(r"^(def |class |import |from |async def |@)", re.MULTILINE)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+
+
+def _bare_code(text: str) -> str | None:
+    """Code written without a fence: from the first definition or import, as many lines as
+    still parse (trailing prose is dropped)."""
+    start = _CODE_START.search(text)
+    if start is None:
+        return None
+    lines = text[start.start():].rstrip().splitlines()
+    while lines:
+        code = "\n".join(lines).rstrip()
+        if _parses(code):
+            return code
+        lines.pop()
+    return None
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str | None:
+    """The solution in a response, or None (an abstention).
+
+    Fenced blocks first: among the Python ones (or untagged), the first that defines
+    `entry_point` (when known), else the first that defines any function, else the first.
+    Without a fence, bare code from its first definition or import. An unclosed fence (a
+    response cut by the token budget) counts up to the end of the text.
+    """
+    if not text:
+        return None
+    blocks = [body.strip("\n") for tag, body in _FENCE.findall(text)
+              if tag.lower() in _PYTHON_TAGS and body.strip()]
+    if blocks:
+        if entry_point:
+            for block in blocks:
+                if _defines(block, entry_point):
+                    return block
+        for block in blocks:
+            if re.search(r"^\s*(?:async\s+)?def\s", block, re.MULTILINE):
+                return block
+        return blocks[0]
+    return _bare_code(text)
+
+
+# Prompts: the paper's planner and executor instructions for code, in our words.
+GOAL_PLANNER = (
+    "You are a programming teacher. In one sentence, state the goal of the following coding "
+    "problem: what the function must compute. Do not write any code."
+)
+GUIDELINE_PLANNER = (
+    "You are a skilled programming coach. Explain how to solve the following coding problem, "
+    "focusing on the strategy and the key ideas, in one or two sentences. Do not write any "
+    "code. Return only the guidelines as plain text."
+)
+EXECUTOR = (
+    "You are an expert Python programmer. Solve the following coding problem efficiently and "
+    "clearly. Write the complete solution in one ```python code block, with the function "
+    "named and called exactly as in the problem, and the imports it needs. Do not add tests "
+    "or example usage."
+)
+PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
+
+
+class CodeTask(Task):
+    """A Python benchmark whose answers are programs, checked by running tests.
+
+    Problems carry their tests in `meta`: `visible` (the stage filter), `hidden` (the
+    judge), `setup` (MBPP's test set-up code) and `entry_point` (the function's name).
+    """
+
+    family = "code"
+
+    @cached_property
+    def sandbox(self) -> Sandbox:
+        return Sandbox()
+
+    @property
+    def timeout(self) -> float:
+        return float(getattr(self.cfg, "timeout_s", 10.0) or 10.0)
+
+    def plan_messages(self, problem: Problem, kind: str) -> tuple[Message, ...]:
+        instruction = GOAL_PLANNER if kind == "goal" else GUIDELINE_PLANNER
+        return (("system", instruction), ("user", f"Problem:\n{problem.question}"))
+
+    def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
+        user = f"Problem:\n{problem.question}"
+        if plans:
+            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            user += f"\n\nA plan to follow:\n{lines}"
+        return (("system", EXECUTOR), ("user", user))
+
+    def extract(self, problem: Problem, text: str) -> str | None:
+        return extract_code(text, problem.meta.get("entry_point"))
+
+    def program(self, problem: Problem, code: str) -> str:
+        """What runs: the candidate as written (HumanEval prepends its prompt, see there)."""
+        return code
+
+    def _jobs(self, problem: Problem, codes: list[str], tests: list[str]) -> list[TestJob]:
+        setup = problem.meta.get("setup", "")
+        return [TestJob(self.program(problem, code), tuple(tests), setup) for code in codes]
+
+    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
+                  ) -> Verdict:
+        codes = [self.extract(problem, text) for text in texts]
+        written = [i for i, code in enumerate(codes) if code is not None]
+        unique = list(dict.fromkeys(codes[i] for i in written))  # greedy samples repeat
+        results = self.sandbox.run_tests_batch(
+            self._jobs(problem, unique, problem.meta["visible"]), self.timeout)
+        passed = {code: result.passed for code, result in zip(unique, results)}
+        passing = [i for i in written if passed[codes[i]]]
+        if passing:
+            chosen = rng.choice(passing) if rng is not None else passing[0]
+            return Verdict(answer=codes[chosen], confidence=1.0, support=passing,
+                           answers=codes)
+        # Nothing passes: confidence 0 escalates; the last stage still answers with a candidate.
+        if not written:
+            return Verdict(answer=None, confidence=0.0, support=[], answers=codes)
+        chosen = rng.choice(written) if rng is not None else written[0]
+        return Verdict(answer=codes[chosen], confidence=0.0, support=[], answers=codes)
+
+    async def aggregate_async(self, problem: Problem, texts: list[str],
+                              rng: random.Random | None = None) -> Verdict:
+        return await asyncio.to_thread(self.aggregate, problem, texts, rng)
+
+    def is_correct(self, problem: Problem, answer: str | None) -> bool:
+        if answer is None:
+            return False
+        job = self._jobs(problem, [answer], problem.meta["hidden"])[0]
+        return self.sandbox.run_tests(job.program, job.tests, self.timeout, job.setup).passed
