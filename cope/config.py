@@ -58,6 +58,22 @@ class MethodConfig:
 
 
 @dataclass
+class AgentConfig:
+    """Interactive tasks (textworld, alfworld): one problem is one episode of a game."""
+
+    max_steps: int = 30  # actions per episode before it counts as lost
+    history: int = 8  # past steps (action and what followed) shown to the models
+    # generated TextWorld games (task=textworld): tw-make's options, and the seed of game i
+    # is game_seed + i, so the same settings always give the same games
+    games: int = 3
+    world_size: int = 2
+    nb_objects: int = 4
+    quest_length: int = 2
+    game_seed: int = 1
+    alfworld_config: Optional[str] = None  # task=alfworld: alfworld's base_config.yaml
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     source: Optional[str] = None  # file or directory; null: packaged data or the Hub
@@ -67,6 +83,7 @@ class TaskConfig:
     ids: Optional[list[str]] = None
     hidden_tests: Optional[str] = None  # mbpp: an MBPP-ET file to judge on; null: the given tests
     timeout_s: float = 10.0  # code tasks: wall-clock seconds for one candidate's tests
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
 
 @dataclass
@@ -247,6 +264,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     if cfg.task.hidden_tests is not None and cfg.task.name != "mbpp":
         raise ConfigError(f"task.hidden_tests is MBPP's (an MBPP-ET file); task '{cfg.task.name}' "
                           "has none: set it to null.")
+    _validate_agent(cfg.task.agent)
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
     if cfg.backend.timeout_s is not None and cfg.backend.timeout_s <= 0:
@@ -307,6 +325,14 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         price = cfg.prices[model.price]
         if price.input_per_m < 0 or price.output_per_m < 0:
             raise ConfigError(f"prices.{model.price}: prices cannot be negative.")
+
+
+def _validate_agent(agent: Any) -> None:
+    for key in ("max_steps", "games", "world_size", "nb_objects", "quest_length"):
+        if getattr(agent, key) < 1:
+            raise ConfigError(f"task.agent.{key}={getattr(agent, key)}: must be at least 1.")
+    if agent.history < 0:
+        raise ConfigError(f"task.agent.history={agent.history}: must be 0 or more.")
 
 
 def _validate_method(method: Any, roles: Any) -> None:

@@ -111,6 +111,7 @@ class ProblemResult:
     resolved_stage: str
     stages: list[StageResult]
     generations: list[tuple[SampleTag, Generation]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # fields a task adds to the record
 
 
 def plan_ref(plan: Plan) -> dict[str, Any]:

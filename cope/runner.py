@@ -143,6 +143,8 @@ class Run:
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
                                     seed=cfg.seed, threshold_op=cfg.method.threshold_op,
                                     scorers=scorers)
+        # the method solves a problem, or the task's loop around it does (agent episodes)
+        self.solver = self.task.solver(self.method)
         # a resumed run starts from the problems that already finished
         self.rows: list[dict[str, Any]] = list(self.recorder.resumed)
         self.ledger = CostLedger()
@@ -210,6 +212,7 @@ class Run:
             "cache_hit": generation.cache_hit,
             "cost_usd": self.prices.cost(alias, completion.prompt_tokens,
                                          completion.completion_tokens),
+            **({"step": tag.extra["step"]} if "step" in tag.extra else {}),  # agent episodes
         })
 
     def problem_row(self, result: ProblemResult) -> dict[str, Any]:
@@ -231,6 +234,7 @@ class Run:
             "correct": self.task.is_correct(problem, result.answer),
             "resolved_stage": result.resolved_stage,
             "stages": [stage.to_json() for stage in result.stages],
+            **result.extra,
             "cost_usd": ledger.total,
             "cost": ledger.to_json(),
             # failed samples abstained; resume=true solves such a problem again
@@ -275,6 +279,7 @@ class Run:
             **({"task_details": details} if (details := self.task.details()) else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
+            **self.task.metrics(self.rows),
         }
 
     async def _solve_all(self, progress) -> None:
@@ -287,7 +292,7 @@ class Run:
                 if budget_spent:  # a problem could not be afforded: start no other
                     return
                 try:
-                    result = await self.method.solve(problem)
+                    result = await self.solver.solve(problem)
                 except BudgetExceeded:
                     budget_spent = True
                     raise
@@ -388,6 +393,8 @@ def summary(result: RunResult) -> str:
         f"  cost            ${m['cost_usd_per_million']:,.2f} per million problems "
         f"(${m['cost_usd_total']:.6f} in all)",
         f"  resolved        {stages}",
+        *([f"  steps           {m['mean_steps']:.1f} per episode, "
+           f"{m['mean_invalid_moves']:.1f} invalid"] if "mean_steps" in m else []),
         f"  large calls     {m['large_calls']}",
         f"  backend calls   {m['backend_calls']} (cache hits {m['cache_hits']})",
         f"  wall time       {m['wall_time_s']:.1f} s",

@@ -65,3 +65,46 @@ def build(stages, responder, threshold_op="gt", seed=0, cache=None):
 
 def solve(method, problem=PROBLEM):
     return asyncio.run(method.solve(problem))
+
+
+# --- agent tasks: a scripted player that follows a game's walkthrough (or does not) ---
+
+WALKTHROUGH, GARBAGE = "walkthrough", "garbage"
+
+
+def walkthrough_responder(problems, small=WALKTHROUGH, small_with_guideline=WALKTHROUGH,
+                          large=WALKTHROUGH):
+    """Answers agent prompts. Planners write a labelled plan; an executor proposes the
+    walkthrough's command for its move ('walkthrough'), a malformed or invalid command
+    ('garbage'), or, given a list, the policy of sample i. Games are told apart by their
+    objective, which every prompt shows; the move number comes from 'move k of'."""
+    from cope.tasks.agent import EXECUTOR as AGENT_EXECUTOR
+    from cope.tasks.agent import GOAL_PLANNER as AGENT_GOAL
+    from cope.tasks.agent import GUIDELINE_PLANNER as AGENT_GUIDELINE
+
+    import re
+
+    games = [(p.question, p.meta["walkthrough"]) for p in problems]
+    garbage = ["I would rather dance!", "", "Action: fly to the moon", "Action:"]
+
+    def respond(request):
+        system, user = request.messages[0][1], request.messages[-1][1]
+        i = request.sample_index
+        if system in (AGENT_GOAL, AGENT_GUIDELINE):
+            return f"plan by {request.model_identity} #{i}"
+        assert system == AGENT_EXECUTOR
+        if "1.5b" in request.model_identity:
+            policy = large
+        else:
+            policy = small_with_guideline if "Guideline:" in user else small
+        if isinstance(policy, list):
+            policy = policy[i]
+        if policy == GARBAGE:
+            return garbage[i % len(garbage)]
+        walkthrough = next(w for objective, w in games if objective.strip() in user)
+        move = int(re.search(r"move (\d+) of at most", user).group(1))
+        command = walkthrough[move - 1] if move <= len(walkthrough) else "look"
+        # spelt loosely on purpose: case, markdown and a full stop are normalised away
+        return f"The next step is clear.\nAction: `{command.capitalize()}`."
+
+    return respond

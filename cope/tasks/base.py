@@ -77,6 +77,15 @@ class Task(ABC):
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         """Judge a final answer against the problem's reference."""
 
+    def solver(self, method):
+        """What solves one problem: the method itself, or a task's loop around it (an
+        agent task plays an episode with the method choosing each action)."""
+        return method
+
+    def metrics(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Metrics of this task family beyond accuracy and cost, from the problem records."""
+        return {}
+
     def details(self) -> dict[str, Any]:
         """How this task judges, for metrics.json (e.g. which tests a code task runs)."""
         return {}

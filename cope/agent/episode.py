@@ -1,0 +1,100 @@
+"""The episode loop: at every step the method's stages choose the next action together.
+
+Each step is one run of the stage cascade over the current situation (task, recent history,
+observation, valid commands): the stage's planner writes a plan for the next action, its
+executor proposes n commands, and the stage acts when the vote share of the top command
+passes its threshold; otherwise the step escalates to the next stage, exactly as a math
+problem does. A step whose final stage proposes no valid command is an invalid move: the
+game is not touched, the step counts, and the models see that it failed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from cope.engine import CascadeMethod, ProblemResult
+from cope.generation import Generation, GenerationRequest, SampleTag
+from cope.generator import Generator
+from cope.tasks.base import Problem
+
+if TYPE_CHECKING:
+    from cope.tasks.agent import AgentTask
+
+INVALID_COMMAND = "(no valid command)"
+INVALID_FEEDBACK = "That was not a valid command: choose one of the valid commands."
+
+
+class StepGenerator:
+    """The run's generator as one step of an episode uses it: every sample is filed under the
+    episode's id (so records and resume work per episode) and carries its step."""
+
+    def __init__(self, generator: Generator, episode_id: str, step: int) -> None:
+        self.generator = generator
+        self.episode_id = episode_id
+        self.step = step
+
+    async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]
+                       ) -> list[Generation]:
+        tags = [SampleTag(self.episode_id, t.stage, t.role, t.model_role,
+                          {**t.extra, "step": self.step}) for t in tags]
+        return await self.generator.generate(requests, tags)
+
+
+class EpisodeSolver:
+    """Plays one game per problem with a cascade method; the result reads like a problem's."""
+
+    def __init__(self, method: CascadeMethod, task: "AgentTask", max_steps: int) -> None:
+        self.method = method
+        self.task = task
+        self.max_steps = max_steps
+
+    def _step_method(self, episode_id: str, step: int) -> CascadeMethod:
+        m = self.method
+        return CascadeMethod(m.name, m.stages, m.roles, m.task,
+                             StepGenerator(m.generator, episode_id, step),  # type: ignore[arg-type]
+                             seed=m.seed, threshold_op=m.threshold_op)
+
+    async def solve(self, problem: Problem) -> ProblemResult:
+        generations: list = []
+        trajectory: list[dict[str, Any]] = []
+        history: list[tuple[str, str]] = []  # (command, what followed)
+        resolved: Counter[str] = Counter()
+        invalid = 0
+        env = self.task.open_env(problem)
+        try:
+            state = env.reset()
+            for step in range(self.max_steps):
+                if state.done:
+                    break
+                situation = self.task.step_problem(problem, state, history, step, self.max_steps)
+                result = await self._step_method(problem.id, step).solve(situation)
+                generations.extend(result.generations)
+                resolved[result.resolved_stage] += 1
+                command = result.answer
+                if command is None:
+                    invalid += 1
+                    history.append((INVALID_COMMAND, INVALID_FEEDBACK))
+                else:
+                    state = env.step(command)
+                    history.append((command, state.observation))
+                trajectory.append({
+                    "step": step, "command": command, "valid": command is not None,
+                    "resolved_stage": result.resolved_stage,
+                    "stages": [stage.to_json() for stage in result.stages],
+                    "observation": history[-1][1], "score": state.score,
+                })
+        finally:
+            env.close()
+        outcome = "won" if state.won else ("lost" if state.done else "step_limit")
+        order = [stage.name for stage in self.method.stages]
+        deepest = max(resolved, key=order.index) if resolved else order[0]
+        extra = {
+            "won": state.won, "outcome": outcome, "steps": len(trajectory),
+            "invalid_moves": invalid, "score": state.score,
+            "steps_resolved_by_stage": {name: resolved.get(name, 0) for name in order},
+            "trajectory": trajectory,
+        }
+        # an episode "resolves" at the deepest stage any of its steps needed
+        return ProblemResult(problem, outcome, deepest, [], generations, extra=extra)
