@@ -30,7 +30,6 @@ from omegaconf import OmegaConf
 
 from cope.backends.llamacpp import LlamaCppBackend
 from cope.generation import BackendRequest, SamplingParams, messages_to_dicts
-from cope.models.packaged import ensure_packaged_model
 from cope.tasks import create_task
 
 RESULTS = Path(__file__).parent / "results" / "embedded.json"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -150,19 +148,11 @@ class HumanEval(CodeTask):
 
     def load(self) -> list[Problem]:
         path = self._path()
-        opener = gzip.open if path.suffix == ".gz" else open
         problems = []
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
-                for key in ("task_id", "prompt", "entry_point", "canonical_solution", "test"):
-                    require(record, key, path, number)
-                problems.append(self.convert(len(problems), record))
+        for number, record in read_jsonl(path):
+            for key in ("task_id", "prompt", "entry_point", "canonical_solution", "test"):
+                require(record, key, path, number)
+            problems.append(self.convert(len(problems), record))
         return problems
 
     def program(self, problem: Problem, code: str) -> str:

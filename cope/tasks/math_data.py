@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 from collections.abc import Callable, Iterator
@@ -15,8 +16,10 @@ from cope.tasks.math import MathTask
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs; a malformed line is an error naming file and line."""
-    with open(path, encoding="utf-8") as handle:
+    """(line number, record) pairs; a malformed line is an error naming file and line.
+    A .gz file is read through gzip."""
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
