@@ -61,9 +61,11 @@ def load_cope(batch_size: int) -> tuple[LlamaCppBackend, str]:
     return backend, identity
 
 
-def cope_call(backend: LlamaCppBackend, requests: list[BackendRequest]) -> tuple[float, int]:
+def cope_call(backend: LlamaCppBackend, requests: list[BackendRequest],
+              loop: asyncio.AbstractEventLoop) -> tuple[float, int]:
     start = time.perf_counter()
-    completions = asyncio.run(backend.generate(requests))
+    # one event loop for all calls, as in a run
+    completions = loop.run_until_complete(backend.generate(requests))
     return time.perf_counter() - start, sum(c.completion_tokens for c in completions)
 
 
@@ -74,18 +76,20 @@ def interleaved(work) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]
     backend, identity = load_cope(batch_size=1)
     llm = backend._models[identity]
     direct_runs, cope_runs = [], []
+    loop = asyncio.new_event_loop()
     try:
         for i, (messages, params) in enumerate(work):
             request = BackendRequest(identity, messages, params, 0)
             if i % 2 == 0:
                 direct_runs.append(direct_one(llm, messages, params))
-                cope_runs.append(cope_call(backend, [request]))
+                cope_runs.append(cope_call(backend, [request], loop))
             else:
-                cope_runs.append(cope_call(backend, [request]))
+                cope_runs.append(cope_call(backend, [request], loop))
                 direct_runs.append(direct_one(llm, messages, params))
             print(f"request {i}: direct {direct_runs[-1][0]:.2f} s, cope {cope_runs[-1][0]:.2f} s",
                   flush=True)
     finally:
+        loop.close()
         backend.close()
     return direct_runs, cope_runs
 
@@ -116,7 +120,11 @@ def main() -> None:
     if args.batched:
         backend, identity = load_cope(batch_size=8)
         requests = [BackendRequest(identity, m, p, 0) for m, p in work]
-        result["cope_batched_8"] = summary([cope_call(backend, requests)])
+        loop = asyncio.new_event_loop()
+        try:
+            result["cope_batched_8"] = summary([cope_call(backend, requests, loop)])
+        finally:
+            loop.close()
         backend.close()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

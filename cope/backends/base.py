@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
 
 from cope.generation import BackendRequest, Completion
 
@@ -44,11 +45,13 @@ class Backend(ABC):
 async def generate_in_chunks(
     requests: Sequence[BackendRequest], group_key: Callable[[BackendRequest], Hashable],
     chunk_size: int, complete_chunk: Callable[[list[BackendRequest]], list[Completion]],
-    on_complete: OnComplete | None = None,
+    on_complete: OnComplete | None = None, executor: Executor | None = None,
 ) -> list[Completion]:
     """For in-process backends: group requests that can share a batch, cut groups into chunks
-    of `chunk_size`, complete each chunk in a worker thread, and report completions as each
-    chunk finishes. Results come back in request order."""
+    of `chunk_size`, complete each chunk in a worker thread (`executor`'s, else the loop's
+    default pool), and report completions as each chunk finishes. Results come back in
+    request order."""
+    loop = asyncio.get_running_loop()
     groups: dict[Hashable, list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault(group_key(request), []).append(i)
@@ -56,7 +59,8 @@ async def generate_in_chunks(
     for positions in groups.values():
         for k in range(0, len(positions), chunk_size):
             chunk = positions[k:k + chunk_size]
-            completions = await asyncio.to_thread(complete_chunk, [requests[i] for i in chunk])
+            completions = await loop.run_in_executor(executor, complete_chunk,
+                                                     [requests[i] for i in chunk])
             for i, completion in zip(chunk, completions):
                 results[i] = completion
                 if on_complete is not None:

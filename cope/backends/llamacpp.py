@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from cope.backends.base import Backend, OnComplete, generate_in_chunks
 from cope.backends.deadline import Deadline
@@ -56,6 +57,9 @@ class LlamaCppBackend(Backend):
         self._models: dict[str, object] = {}
         self._decoders: dict[str, object] = {}  # identity -> BatchDecoder
         self._lock = threading.Lock()
+        # every decode runs on this one thread: llama.cpp's OpenMP build gives each calling
+        # thread a thread team of its own, and a team reused stays warm
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
 
     def add_model(self, alias: str, model_cfg) -> str:
         path, sha256 = resolve_model_file(alias, model_cfg)
@@ -170,11 +174,14 @@ class LlamaCppBackend(Backend):
     ) -> list[Completion]:
         if self.cfg.batch_size > 1:
             return await generate_in_chunks(requests, lambda r: r.model_identity,
-                                            self.cfg.batch_size, self._complete_batch, on_complete)
+                                            self.cfg.batch_size, self._complete_batch, on_complete,
+                                            self._worker)
         return await generate_in_chunks(requests, lambda r: r.model_identity, 1,
-                                        lambda chunk: [self._complete(chunk[0])], on_complete)
+                                        lambda chunk: [self._complete(chunk[0])], on_complete,
+                                        self._worker)
 
     def close(self) -> None:
+        self._worker.shutdown(wait=True)
         for decoder in self._decoders.values():
             decoder.close()
         self._decoders.clear()
