@@ -53,6 +53,22 @@ def test_a_paper_pair_selects_its_column(runs):
     assert row(table, "cope")[1:3] == ["75.2", "3,725"]
 
 
+def test_baseline_rows_are_filled_from_their_cope_methods(runs):
+    # relabel two finished cells as baseline runs; ABC's run lives on the three-tier pair
+    source = {r["cell"]["method"]: r for r in runs}
+    relabelled = [{**source["large"], "cell": {**source["large"]["cell"], "method": "mot_vote"}},
+                  {**source["cope"], "cell": {**source["cope"]["cell"], "method": "abc",
+                                              "pair": "tiers-cpu"}}]
+    table = main_results(relabelled, TASK, PAIR, "table3")
+    expected = {"MoT cascade (vote)": source["large"], "ABC": source["cope"]}
+    for name, run in expected.items():
+        low, high = wilson_interval(sum(bool(p["correct"]) for p in run["problems"]),
+                                    len(run["problems"]))
+        assert row(table, name)[3].endswith(f"[{100 * low:.1f}, {100 * high:.1f}]")
+    assert row(table, "MoT cascade (verify)")[3:] == ["-", "-", "-"]
+    assert any("ABC runs on pair=tiers-cpu" in note for note in table.notes)
+
+
 def test_ablation_tables_map_runs_by_config(runs, analysis_sweep):
     t8 = stages_table(runs, TASK, PAIR)
     m = metrics(analysis_sweep, "cope_s1s2")
