@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cope import fast_json
 from cope.cache_shared import SharedSegments
 from cope.errors import CacheMissError, ConfigError
 from cope.generation import BackendRequest, Completion
@@ -35,6 +36,13 @@ CREATE TABLE IF NOT EXISTS generations (
 """
 INSERT = "INSERT OR IGNORE INTO generations (key, model, completion, created) VALUES (?, ?, ?, ?)"
 LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), well under SQLite's variable limit
+
+
+def completion_text(completion: Completion) -> str:
+    """A completion as the cache stores it (JSON text)."""
+    if completion.token_logprobs is None:  # the common case: no float that orjson would change
+        return fast_json.dumps(completion.to_json()).decode("utf-8")
+    return json.dumps(completion.to_json(), ensure_ascii=False)  # keeps -Infinity as it is
 
 
 class GenerationCache:
@@ -105,7 +113,7 @@ class GenerationCache:
                     )
                 results.append(None)
             else:
-                results.append(Completion.from_json(json.loads(row)))
+                results.append(Completion.from_json(fast_json.loads(row)))
         return results
 
     def _select(self, keys: Sequence[str]) -> dict[str, str]:
@@ -126,8 +134,8 @@ class GenerationCache:
         if self._db is None or self.mode != "readwrite" or not entries:
             return
         now = time.time()
-        rows = [(key, request.model_identity, json.dumps(completion.to_json(), ensure_ascii=False),
-                 now) for key, request, completion in entries]
+        rows = [(key, request.model_identity, completion_text(completion), now)
+                for key, request, completion in entries]
         # IMMEDIATE takes the write lock up front, so a busy file is waited for (busy_timeout)
         # instead of failing when a read transaction would have to turn into a write
         self._db.execute("BEGIN IMMEDIATE")
