@@ -101,12 +101,13 @@ def test_event_loops():
         assert loop_name("auto") == "uvloop"
 
 
-def test_the_heap_is_frozen_only_while_the_loop_runs():
+def test_the_collector_is_lightened_only_while_the_loop_runs():
     import gc
 
-    async def frozen():
-        return gc.get_freeze_count()
+    async def settings():
+        return gc.get_freeze_count(), gc.get_threshold()
 
-    before = gc.get_freeze_count()
-    assert run(frozen(), "asyncio") > 0
-    assert gc.get_freeze_count() == before
+    before = gc.get_freeze_count(), gc.get_threshold()
+    frozen, thresholds = run(settings(), "asyncio")
+    assert frozen > 0 and thresholds[0] == 10 * before[1][0]
+    assert (gc.get_freeze_count(), gc.get_threshold()) == before
