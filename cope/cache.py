@@ -72,6 +72,7 @@ class GenerationCache:
         self._waiters: dict[int, asyncio.Future] = {}  # batch number -> committed() waiters
         self._executor: ThreadPoolExecutor | None = None
         self._write_db: sqlite3.Connection | None = None  # the writer thread's connection
+        self._lookups: list[tuple[Sequence[BackendRequest], Sequence[str], asyncio.Future]] = []
         if mode == "off":
             return
         if self.path is None:
@@ -107,16 +108,55 @@ class GenerationCache:
         mode the first miss raises."""
         if self._db is None:
             return [None] * len(requests)
-        pending = self._queued, self._writing
+        return self._answers(requests, keys, self._found(keys))
+
+    async def lookup(self, requests: Sequence[BackendRequest], keys: Sequence[str]
+                     ) -> list[Completion | None]:
+        """get_many for coroutines: the lookups asked for in one turn of the event loop are
+        made at the next turn in one query."""
+        if self._db is None:
+            return [None] * len(requests)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._lookups.append((requests, keys, future))
+        if len(self._lookups) == 1:
+            loop.call_soon(self._run_lookups)
+        return await future
+
+    def _run_lookups(self) -> None:
+        lookups, self._lookups = self._lookups, []
+        try:
+            found = self._found([key for _, keys, _ in lookups for key in keys])
+        except Exception as exc:  # each waiting lookup gets the error
+            found, error = {}, exc
+        else:
+            error = None
+        for requests, keys, future in lookups:
+            if future.done():  # its caller was cancelled
+                continue
+            if error is not None:
+                future.set_exception(error)
+                continue
+            try:
+                future.set_result(self._answers(requests, keys, found))
+            except CacheMissError as exc:
+                future.set_exception(exc)
+
+    def _found(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored completion texts of the keys that are not queued."""
         unique = [key for key in dict.fromkeys(keys)
                   if key not in self._queued and key not in self._writing]
         found = self._select(unique)
         if self.shared is not None and len(found) < len(unique) and self.shared.due():
             self.import_entries(self.shared.collect())
             found.update(self._select([key for key in unique if key not in found]))
+        return found
+
+    def _answers(self, requests: Sequence[BackendRequest], keys: Sequence[str],
+                 found: dict[str, str]) -> list[Completion | None]:
         results: list[Completion | None] = []
         for request, key in zip(requests, keys):
-            queued = pending[0].get(key) or pending[1].get(key)
+            queued = self._queued.get(key) or self._writing.get(key)
             if queued is not None:
                 results.append(queued[1])
                 continue

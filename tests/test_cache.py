@@ -187,3 +187,29 @@ def test_a_failed_write_keeps_its_completions_for_the_next_try(tmp_path):
     assert blocker.get(request(index=1)).text == "t1"
     cache.close()
     blocker.close()
+
+
+def test_lookups_of_one_turn_share_a_query_and_each_gets_its_own_answer(tmp_path, monkeypatch):
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    writer = GenerationCache(path)
+    writer.put(request(index=1), Completion("one", 1, 1))
+    writer.close()
+    cache = GenerationCache(path, mode="readonly")
+    queries = []
+    select = cache._select
+    monkeypatch.setattr(cache, "_select", lambda keys: queries.append(keys) or select(keys))
+
+    async def ask(*indices):
+        requests = [request(index=i) for i in indices]
+        return await cache.lookup(requests, [r.cache_key() for r in requests])
+
+    async def scenario():
+        return await asyncio.gather(ask(1), ask(1, 1), ask(2), return_exceptions=True)
+
+    first, second, missing = asyncio.run(scenario())
+    assert [c.text for c in first] == ["one"] and [c.text for c in second] == ["one", "one"]
+    assert isinstance(missing, CacheMissError)  # only the lookup that missed fails
+    assert len(queries) == 1
+    cache.close()
