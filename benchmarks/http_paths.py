@@ -143,7 +143,7 @@ def cope_engine(stub: StubProcess, n: int, workdir: Path, loop: str) -> dict:
     finally:
         session.recorder.close()
         session.close()
-    assert len(solved) == n and session.generator.backend_calls == n, (len(solved), session.generator.backend_calls)
+    assert len(solved) == n and session.generator.backend_calls == n, session.generator.backend_calls
     return {"setup_s": setup, "s": seconds, "cpu": cpu, "stub_cpu": stub_cpu}
 
 

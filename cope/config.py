@@ -279,7 +279,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     if cfg.http.concurrency < 1 or cfg.http.max_retries < 0 or cfg.http.timeout_s <= 0:
         raise ConfigError("http: concurrency must be >= 1, max_retries >= 0, timeout_s > 0.")
     if cfg.event_loop not in EVENT_LOOPS:
-        raise ConfigError(f"event_loop={cfg.event_loop!r}: choose one of {', '.join(EVENT_LOOPS)}.")
+        raise ConfigError(f"event_loop={cfg.event_loop!r}: choose one of "
+                          f"{', '.join(EVENT_LOOPS)}.")
     if cfg.concurrency < 1:
         raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
     if cfg.budget.max_usd is not None and cfg.budget.max_usd < 0:

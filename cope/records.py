@@ -45,8 +45,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # keys that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "event_loop", "budget", "cache",
-                     "faults", "http", "backend.n_threads", "backend.verbose", "tracker")
+RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "event_loop", "budget",
+                     "cache", "faults", "http", "backend.n_threads", "backend.verbose", "tracker")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

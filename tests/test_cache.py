@@ -150,7 +150,8 @@ def test_a_write_in_flight_is_waited_for_and_later_completions_join_the_next(tmp
         cache.put_soon(request(index=0).cache_key(), request(index=0), Completion("t0", 1, 1))
         await asyncio.sleep(0)  # the first batch goes to the writer thread
         for i in (1, 2):
-            cache.put_soon(request(index=i).cache_key(), request(index=i), Completion(f"t{i}", 1, 1))
+            completion = Completion(f"t{i}", 1, 1)
+            cache.put_soon(request(index=i).cache_key(), request(index=i), completion)
         assert [cache.get(request(index=i)).text for i in range(3)] == ["t0", "t1", "t2"]
         await cache.committed()
         assert other.count() == 3

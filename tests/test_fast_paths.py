@@ -41,7 +41,8 @@ def test_cache_keys_are_the_json_modules(temperature, top_p):
 
 def test_canonical_falls_back_where_orjson_would_differ():
     for value in (1e-05, 1e16, 2.5e-300):
-        assert fast_json.canonical({"x": value}, [value]) == json.dumps({"x": value}, separators=(",", ":"))
+        expected = json.dumps({"x": value}, separators=(",", ":"))
+        assert fast_json.canonical({"x": value}, [value]) == expected
     huge = {"n": 2**70}  # beyond orjson's integers
     assert fast_json.canonical(huge) == '{"n":1180591620717411303424}'
 
@@ -111,3 +112,11 @@ def test_the_collector_is_lightened_only_while_the_loop_runs():
     frozen, thresholds = run(settings(), "asyncio")
     assert frozen > 0 and thresholds[0] == 10 * before[1][0]
     assert (gc.get_freeze_count(), gc.get_threshold()) == before
+
+
+def test_an_unknown_event_loop_is_refused_before_the_run(make_config):
+    from cope.config import validate
+
+    validate(make_config("event_loop=asyncio"))
+    with pytest.raises(ConfigError, match="event_loop='trio': choose one of auto, asyncio"):
+        validate(make_config("event_loop=trio"))
