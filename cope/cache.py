@@ -22,8 +22,8 @@ import asyncio
 import json
 import sqlite3
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cope import fast_json

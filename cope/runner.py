@@ -30,8 +30,8 @@ from cope.cache import GenerationCache
 from cope.cache_shared import SharedSegments
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
-from cope.event_loop import run as run_on_loop
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
+from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
 from cope.generator import Generator, ModelBinding
 from cope.models.packaged import resolve_model_file
