@@ -1,13 +1,19 @@
 """HTTP request paths against a local OpenAI-compatible stub (in its own process).
 
-- overhead: a whole cope run (runner, engine, cache, records, backend=openai) of the large
-  model alone on N GSM8K problems, against a bare asyncio loop (aiohttp) sending the same N
-  requests, both with 64 in flight, the stub answering at once. Goal: cope >= 0.8 of the bare
-  loop's requests per second.
+- overhead: N GSM8K problems, the large model alone, 64 in flight, the stub answering at
+  once, against a bare asyncio loop (aiohttp) sending the same N requests. Two cope figures:
+  `engine` is the request path the goal names (engine, generator, cache, backend=openai:
+  every problem solved and its generations committed to the cache, no records or grading);
+  `run` is `Run.execute()`, which also writes samples.jsonl and problems.jsonl and grades.
+  Goal: cope >= 0.8 of the bare loop's requests per second.
 - concurrency: 2000 requests through cope's generator and backend at concurrency 64, the stub
   taking 50 ms each. Goal: at most 1.25 x the ideal 2000 x 0.05 / 64 seconds.
 
-    python benchmarks/http_paths.py [--requests 1000]
+Every figure is taken on each event loop (asyncio's and uvloop's, `--loops`); cope and the
+bare loop run on the same one, each with the heap made before it frozen out of the garbage
+collector (cope.event_loop.run), as a bare loop in a process of its own would have it.
+
+    python benchmarks/http_paths.py [--requests 1000] [--repeats 5] [--only overhead]
 
 Writes benchmarks/results/http_paths.json.
 """
@@ -31,10 +37,13 @@ import httpx  # noqa: E402
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from cope import fast_json
 from cope.backends.openai_compat import OpenAIBackend
 from cope.cache import GenerationCache
 from cope.config import register_configs
-from cope.generation import GenerationRequest, SampleTag, SamplingParams
+from cope.event_loop import run as run_on_loop
+from cope.generation import (GenerationRequest, SampleTag, SamplingParams, messages_to_dicts,
+                             stable_seed)
 from cope.generator import Generator, ModelBinding
 from cope.runner import Run
 from cope.servers import free_port
@@ -43,11 +52,13 @@ RESULTS = Path(__file__).parent / "results" / "http_paths.json"
 
 
 class StubProcess:
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, event_loop: str = "asyncio") -> None:
         self.port = free_port()
+        self.event_loop = event_loop
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cope.testing.stub_server", "--port", str(self.port),
-             "--latency", str(latency)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--latency", str(latency), "--event-loop", event_loop], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         for _ in range(200):
             try:
@@ -67,98 +78,165 @@ class StubProcess:
         self.proc.wait(timeout=10)
 
 
-def compose_run_config(base_url: str, n: int, workdir: Path):
+def compose_run_config(base_url: str, n: int, workdir: Path, loop: str):
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
             "method=large", "pair.roles.large=gpt-4o-mini", f"task.limit={n}", "concurrency=64",
             "http.concurrency=64", "progress=false", f"run_dir={workdir / 'run'}",
-            f"cache.path={workdir / 'cache.sqlite'}", "backend.name=scripted"])
+            f"cache.path={workdir / 'cache.sqlite'}", "backend.name=scripted",
+            f"event_loop={loop}"])
     cfg.models["gpt-4o-mini"].base_url = base_url
     cfg.models["gpt-4o-mini"].api_key_env = None  # the stub needs no key
     return cfg
 
 
-def cope_run(base_url: str, n: int, workdir: Path) -> tuple[float, float, float]:
-    """(set-up seconds, request-path seconds, request-path CPU seconds) of one run with an
-    empty cache."""
-    cfg = compose_run_config(base_url, n, workdir)
+def timed(stub: StubProcess, work) -> tuple[float, float, float]:
+    """(seconds, client CPU seconds, stub CPU seconds) of work()."""
+    stub_cpu, cpu, start = stub.cpu_s(), time.process_time(), time.perf_counter()
+    work()
+    return (time.perf_counter() - start, time.process_time() - cpu, stub.cpu_s() - stub_cpu)
+
+
+def cope_run(stub: StubProcess, n: int, workdir: Path, loop: str) -> dict:
+    """Run.execute() with an empty cache: every request goes through the engine, generator,
+    cache and backend, and every sample and problem is recorded and graded."""
+    cfg = compose_run_config(stub.base_url, n, workdir, loop)
     start = time.perf_counter()
     session = Run(cfg)  # validate, load problems, check the endpoint, open cache and records
-    ready, cpu = time.perf_counter(), time.process_time()
-    result = session.execute()  # every request: engine, generator, cache, backend, records
-    done, cpu = time.perf_counter(), time.process_time() - cpu
+    setup = time.perf_counter() - start
+    results = []
+    seconds, cpu, stub_cpu = timed(stub, lambda: results.append(session.execute()))
     samples = (workdir / "run" / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == n and result.metrics["backend_calls"] == n, result.metrics
-    return ready - start, done - ready, cpu
+    assert len(samples) == n and results[0].metrics["backend_calls"] == n, results[0].metrics
+    return {"setup_s": setup, "s": seconds, "cpu": cpu, "stub_cpu": stub_cpu}
+
+
+def cope_engine(stub: StubProcess, n: int, workdir: Path, loop: str) -> dict:
+    """The engine over the same problems with the generator, cache and openai backend, as a
+    run drives it (64 problems in flight, each problem's generations committed to the cache
+    when it is solved), without the records and grading."""
+    cfg = compose_run_config(stub.base_url, n, workdir, loop)
+    start = time.perf_counter()
+    session = Run(cfg)
+    session.generator.on_sample = None  # no sample records
+    setup = time.perf_counter() - start
+    solved = []
+
+    async def drive() -> None:
+        semaphore = asyncio.Semaphore(cfg.concurrency)
+
+        async def one(problem) -> None:
+            async with semaphore:
+                result = await session.method.solve(problem)
+            await session.cache.committed()
+            solved.append(result.answer)
+
+        try:
+            await asyncio.gather(*(one(problem) for problem in session.pending))
+        finally:
+            for backend in session._owned_backends:
+                await backend.aclose()
+
+    try:
+        seconds, cpu, stub_cpu = timed(stub, lambda: run_on_loop(drive(), loop))
+    finally:
+        session.recorder.close()
+        session.close()
+    assert len(solved) == n and session.generator.backend_calls == n, session.generator.backend_calls
+    return {"setup_s": setup, "s": seconds, "cpu": cpu, "stub_cpu": stub_cpu}
 
 
 def payloads_of(n: int) -> list[dict]:
-    """The bodies cope sends for the run's requests."""
+    """The bodies cope sends for the run's requests (the large model's one greedy sample of
+    each problem, with the seed the engine gives it: run seed 0, sample 0)."""
     from cope.tasks import create_task
-    from cope.tasks.math import EXECUTOR
 
     task = create_task(OmegaConf.create({"name": "gsm8k", "source": None}))
-    return [{"model": "gpt-4o-mini", "messages": [{"role": "system", "content": EXECUTOR},
-             {"role": "user", "content": f"Problem:\n{p.question}"}],
-             "temperature": 0.0, "top_p": 1.0, "max_tokens": 512, "seed": 0, "n": 1}
-            for p in task.load()[:n]]
+    payloads = []
+    for problem in task.load()[:n]:
+        messages = task.execute_messages(problem, [])
+        payloads.append({"model": "gpt-4o-mini", "messages": messages_to_dicts(messages),
+                         "temperature": 0.0, "top_p": 1.0, "max_tokens": 512,
+                         "seed": stable_seed("sample", 0, messages, 0) % (2**31 - 1), "n": 1})
+    return payloads
 
 
 async def bare_loop(base_url: str, payloads: list[dict], concurrency: int) -> float:
-    """The same requests with the same HTTP client library and nothing else."""
+    """The same requests with the same HTTP client library and nothing else; bodies encoded
+    and decoded with the JSON library cope uses (orjson when installed), so the same bytes
+    go over the wire."""
     import aiohttp
 
     semaphore = asyncio.Semaphore(concurrency)
+    url = f"{base_url}/chat/completions"
+    headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
         async def one(payload):
             async with semaphore:
-                async with client.post(f"{base_url}/chat/completions", json=payload) as response:
+                async with client.post(url, data=fast_json.dumps(payload),
+                                       headers=headers) as response:
                     response.raise_for_status()
-                    await response.json()
+                    fast_json.loads(await response.read())
 
         start = time.perf_counter()
         await asyncio.gather(*(one(p) for p in payloads))
         return time.perf_counter() - start
 
 
-def overhead(n: int, repeats: int) -> dict:
-    """cope and the bare loop in turns against one stub; the median of the per-turn ratios."""
+def bare(stub: StubProcess, payloads: list[dict], loop: str, concurrency: int = 64) -> dict:
+    seconds, cpu, stub_cpu = timed(
+        stub, lambda: run_on_loop(bare_loop(stub.base_url, payloads, concurrency), loop))
+    return {"s": seconds, "cpu": cpu, "stub_cpu": stub_cpu}
+
+
+def median(values) -> float:
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def overhead(n: int, repeats: int, loop: str, stub_loop: str) -> dict:
+    """The full run, the engine path and the bare loop in turns against one stub (the order
+    rotating from turn to turn); medians of the per-turn ratios."""
     payloads = payloads_of(n)
-    stub = StubProcess(latency=0.0)
+    stub = StubProcess(latency=0.0, event_loop=stub_loop)
+    paths = ["run", "engine", "bare"]
     turns = []
     try:
-        asyncio.run(bare_loop(stub.base_url, payloads[:64], 64))  # warm the stub up
-        for _ in range(repeats):
-            with tempfile.TemporaryDirectory() as tmp:
-                stub_cpu = stub.cpu_s()
-                setup_s, cope_s, cope_cpu = cope_run(stub.base_url, n, Path(tmp))
-                cope_stub_cpu = stub.cpu_s() - stub_cpu
-            cpu, stub_cpu = time.process_time(), stub.cpu_s()
-            bare_s = asyncio.run(bare_loop(stub.base_url, payloads, 64))
-            bare_cpu, bare_stub_cpu = time.process_time() - cpu, stub.cpu_s() - stub_cpu
-            turns.append({"cope_setup_s": round(setup_s, 3), "cope_s": round(cope_s, 3),
-                          "cope_req_per_s": round(n / cope_s, 1), "bare_s": round(bare_s, 3),
-                          "bare_req_per_s": round(n / bare_s, 1),
-                          "ratio": round(bare_s / cope_s, 3),
-                          # CPU milliseconds per request: the client process (cope: its
-                          # request path, set-up excluded) and the stub process
-                          "cope_cpu_ms": round(1000 * cope_cpu / n, 3),
-                          "bare_cpu_ms": round(1000 * bare_cpu / n, 3),
-                          "stub_cpu_ms_cope": round(1000 * cope_stub_cpu / n, 3),
-                          "stub_cpu_ms_bare": round(1000 * bare_stub_cpu / n, 3)})
+        run_on_loop(bare_loop(stub.base_url, payloads[:64], 64), loop)  # warm the stub up
+        for turn in range(repeats):
+            figures = {}
+            for path in paths[turn % 3:] + paths[:turn % 3]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    if path == "run":
+                        figures[path] = cope_run(stub, n, Path(tmp), loop)
+                    elif path == "engine":
+                        figures[path] = cope_engine(stub, n, Path(tmp), loop)
+                    else:
+                        figures[path] = bare(stub, payloads, loop)
+            row = {}
+            for path, f in figures.items():
+                row[f"{path}_s"] = round(f["s"], 3)
+                row[f"{path}_req_per_s"] = round(n / f["s"], 1)
+                # CPU milliseconds per request: the client process (cope: the timed path,
+                # set-up excluded) and the stub process
+                row[f"{path}_cpu_ms"] = round(1000 * f["cpu"] / n, 3)
+                row[f"{path}_stub_cpu_ms"] = round(1000 * f["stub_cpu"] / n, 3)
+            for path in ("run", "engine"):
+                row[f"{path}_setup_s"] = round(figures[path]["setup_s"], 3)
+                row[f"{path}_ratio"] = round(figures["bare"]["s"] / figures[path]["s"], 3)
+            turns.append(row)
+            print(loop, row, flush=True)
     finally:
         stub.stop()
-    def median(key):
-        values = sorted(t[key] for t in turns)
-        return values[len(values) // 2]
-
-    return {"requests": n, "turns": turns, "median_ratio": median("ratio"),
-            "median_cope_cpu_ms": median("cope_cpu_ms"), "median_bare_cpu_ms": median("bare_cpu_ms"),
-            "median_stub_cpu_ms": median("stub_cpu_ms_bare"), "goal": ">= 0.8"}
+    keys = ["engine_ratio", "run_ratio", "engine_cpu_ms", "run_cpu_ms", "bare_cpu_ms",
+            "bare_stub_cpu_ms", "engine_req_per_s", "run_req_per_s", "bare_req_per_s"]
+    return {"requests": n, "event_loop": loop, "stub_event_loop": stub_loop, "turns": turns,
+            **{f"median_{key}": median(t[key] for t in turns) for key in keys},
+            "goal": ">= 0.8"}
 
 
-def cope_generate(base_url: str, n: int, limit: int) -> float:
+def cope_generate(base_url: str, n: int, limit: int, loop: str) -> float:
     """n requests through cope's generator (cache and backend=openai), at most `limit` in
     flight; seconds from the call to the last completion stored."""
     http = OmegaConf.create({"concurrency": limit, "requests_per_minute": None,
@@ -177,39 +255,59 @@ def cope_generate(base_url: str, n: int, limit: int) -> float:
         async def go():
             start = time.perf_counter()
             await generator.generate(requests, tags)
+            await cache.committed()
             elapsed = time.perf_counter() - start
             await backend.aclose()
             return elapsed
 
-        elapsed = asyncio.run(go())
+        elapsed = run_on_loop(go(), loop)
         assert cache.count() == n
         cache.close()
     return elapsed
 
 
-def concurrency(repeats: int, n: int = 2000, latency: float = 0.05, limit: int = 64) -> dict:
+def concurrency(repeats: int, loop: str, stub_loop: str, n: int = 2000, latency: float = 0.05,
+                limit: int = 64) -> dict:
     """cope's generator and the bare loop in turns against one stub with `latency` seconds per
     request; the median of cope's times over the ideal n x latency / limit."""
-    stub = StubProcess(latency=latency)
+    stub = StubProcess(latency=latency, event_loop=stub_loop)
     ideal = n * latency / limit
     payloads = [{"model": "m", "messages": [{"role": "user", "content": f"question {i}"}],
                  "temperature": 0.8, "top_p": 1.0, "max_tokens": 64, "seed": i, "n": 1}
                 for i in range(n)]
     turns = []
     try:
-        asyncio.run(bare_loop(stub.base_url, payloads[:limit], limit))  # warm the stub up
-        for _ in range(repeats):
-            cope_s = cope_generate(stub.base_url, n, limit)
-            bare_s = asyncio.run(bare_loop(stub.base_url, payloads, limit))
-            turns.append({"cope_s": round(cope_s, 3), "cope_to_ideal": round(cope_s / ideal, 3),
-                          "bare_s": round(bare_s, 3), "bare_to_ideal": round(bare_s / ideal, 3)})
+        run_on_loop(bare_loop(stub.base_url, payloads[:limit], limit), loop)  # warm up
+        for turn in range(repeats):
+            order = ["cope", "bare"] if turn % 2 == 0 else ["bare", "cope"]
+            seconds, cpu = {}, {}
+            for path in order:
+                spent = time.process_time()
+                if path == "cope":
+                    seconds[path] = cope_generate(stub.base_url, n, limit, loop)
+                else:
+                    seconds[path] = run_on_loop(bare_loop(stub.base_url, payloads, limit), loop)
+                cpu[path] = time.process_time() - spent
+            turns.append({"cope_s": round(seconds["cope"], 3),
+                          "cope_to_ideal": round(seconds["cope"] / ideal, 3),
+                          "bare_s": round(seconds["bare"], 3),
+                          "bare_to_ideal": round(seconds["bare"] / ideal, 3),
+                          # client CPU ms per request (cope: with the backend's and cache's
+                          # set-up and the cache's close)
+                          "cope_cpu_ms": round(1000 * cpu["cope"] / n, 3),
+                          "bare_cpu_ms": round(1000 * cpu["bare"] / n, 3)})
+            print(loop, stub_loop, turns[-1], flush=True)
     finally:
         stub.stop()
-    cope = sorted(t["cope_to_ideal"] for t in turns)
-    bare = sorted(t["bare_to_ideal"] for t in turns)
     return {"requests": n, "latency_s": latency, "concurrency": limit, "ideal_s": round(ideal, 4),
-            "turns": turns, "median_cope_to_ideal": cope[len(cope) // 2],
-            "median_bare_to_ideal": bare[len(bare) // 2], "goal": "cope <= 1.25"}
+            "event_loop": loop, "stub_event_loop": stub_loop, "turns": turns,
+            "median_cope_to_ideal": median(t["cope_to_ideal"] for t in turns),
+            "median_bare_to_ideal": median(t["bare_to_ideal"] for t in turns),
+            "goal": "cope <= 1.25"}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
@@ -217,13 +315,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=["overhead", "concurrency"])
+    parser.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"],
+                        choices=["asyncio", "uvloop"], help="event loops to measure on")
+    parser.add_argument("--stub-loop", default="uvloop", choices=["asyncio", "uvloop"],
+                        help="the stub's event loop")
     args = parser.parse_args()
     result = json.loads(RESULTS.read_text()) if args.only and RESULTS.exists() else {}
     result["cpus"] = os.cpu_count()
-    if args.only in (None, "overhead"):
-        result["overhead"] = overhead(args.requests, args.repeats)
-    if args.only in (None, "concurrency"):
-        result["concurrency"] = concurrency(args.repeats)
+    for name in ("overhead", "concurrency"):
+        if args.only not in (None, name):
+            continue
+        figures = {"load_average_before": load_average()}
+        for loop in args.loops:
+            if name == "overhead":
+                figures[loop] = overhead(args.requests, args.repeats, loop, args.stub_loop)
+            else:
+                figures[loop] = concurrency(args.repeats, loop, args.stub_loop)
+        figures["load_average_after"] = load_average()
+        result[name] = figures
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -46,8 +46,10 @@ class Budget:
         self._reserved_large = 0
 
     def reserve(self, request: GenerationRequest, tag: SampleTag) -> Reservation:
-        worst = self.prices.cost(request.model, worst_case_prompt_tokens(request),
-                                 request.params.max_tokens)
+        # the worst case matters only against a money limit
+        worst = (0.0 if self.max_usd is None else
+                 self.prices.cost(request.model, worst_case_prompt_tokens(request),
+                                  request.params.max_tokens))
         large = tag.model_role == "large"
         if self.max_usd is not None and self.spent_usd + self._reserved_usd + worst > self.max_usd:
             raise BudgetExceeded(

@@ -6,10 +6,14 @@ WAL journaling and a busy timeout let several processes on one machine share the
 inserts are idempotent (the first writer of a key wins, later ones are ignored).
 
 `get_many` and `put_many` take keys computed once by the caller and do a batch in one
-statement or transaction. `put_soon` queues a completion and commits the queue at the next
-turn of the event loop, so everything that finished in one turn is one transaction; `flush`
-(and `close`) commit it at once: a run flushes before it writes a problem's record, so a
-finished generation is always in the cache before any record that depends on it.
+statement or transaction. `put_soon` queues a completion; at the next turn of the event loop
+the queue goes, as one transaction, to a writer thread with a connection of its own, so the
+loop sends and reads requests while SQLite writes (it releases the GIL while it does). What
+finishes while a transaction is being written waits for it and goes in the next one. Until
+committed, queued completions answer lookups from memory. `committed()` returns once
+everything queued before it is committed, and `flush` (and `close`) commit it at once: a run
+awaits committed() before it writes a problem's record, so a finished generation is always
+in the cache before any record that depends on it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from cope import fast_json
 from cope.cache_shared import SharedSegments
 from cope.errors import CacheMissError, ConfigError
 from cope.generation import BackendRequest, Completion
@@ -37,6 +43,13 @@ INSERT = "INSERT OR IGNORE INTO generations (key, model, completion, created) VA
 LOOKUP_CHUNK = 500  # keys per SELECT ... IN (...), well under SQLite's variable limit
 
 
+def completion_text(completion: Completion) -> str:
+    """A completion as the cache stores it (JSON text)."""
+    if completion.token_logprobs is None:  # the common case: no float that orjson would change
+        return fast_json.dumps(completion.to_json()).decode("utf-8")
+    return json.dumps(completion.to_json(), ensure_ascii=False)  # keeps -Infinity as it is
+
+
 class GenerationCache:
     """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), off."""
 
@@ -51,9 +64,15 @@ class GenerationCache:
         self.imported = 0
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
-        self._queued: dict[str, tuple[BackendRequest, Completion]] = {}
+        self._queued: dict[str, tuple[BackendRequest, Completion]] = {}  # for the next batch
+        self._writing: dict[str, tuple[BackendRequest, Completion]] = {}  # the batch in flight
         self._flush_scheduled = False
-        self._commit: asyncio.Future | None = None  # resolved by the next flush
+        self._batches = 0  # batches handed out so far; the one in flight is number _batches
+        self._inflight: Future | None = None
+        self._waiters: dict[int, asyncio.Future] = {}  # batch number -> committed() waiters
+        self._executor: ThreadPoolExecutor | None = None
+        self._write_db: sqlite3.Connection | None = None  # the writer thread's connection
+        self._lookups: list[tuple[Sequence[BackendRequest], Sequence[str], asyncio.Future]] = []
         if mode == "off":
             return
         if self.path is None:
@@ -64,14 +83,20 @@ class GenerationCache:
                 "Run once with cache.mode=readwrite first."
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # the event loop may run in a worker thread (notebooks); one thread at a time uses it
-        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._db = self._connect()
         if mode == "readwrite":
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # the event loop may run in a worker thread (notebooks), and the writer thread uses a
+        # connection of its own: one thread at a time uses each connection
+        db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
 
     def get(self, request: BackendRequest) -> Completion | None:
         """The cached completion, None on a miss (readwrite, off); raises on a readonly miss."""
@@ -83,14 +108,55 @@ class GenerationCache:
         mode the first miss raises."""
         if self._db is None:
             return [None] * len(requests)
-        unique = [key for key in dict.fromkeys(keys) if key not in self._queued]
+        return self._answers(requests, keys, self._found(keys))
+
+    async def lookup(self, requests: Sequence[BackendRequest], keys: Sequence[str]
+                     ) -> list[Completion | None]:
+        """get_many for coroutines: the lookups asked for in one turn of the event loop are
+        made at the next turn in one query."""
+        if self._db is None:
+            return [None] * len(requests)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._lookups.append((requests, keys, future))
+        if len(self._lookups) == 1:
+            loop.call_soon(self._run_lookups)
+        return await future
+
+    def _run_lookups(self) -> None:
+        lookups, self._lookups = self._lookups, []
+        try:
+            found = self._found([key for _, keys, _ in lookups for key in keys])
+        except Exception as exc:  # each waiting lookup gets the error
+            found, error = {}, exc
+        else:
+            error = None
+        for requests, keys, future in lookups:
+            if future.done():  # its caller was cancelled
+                continue
+            if error is not None:
+                future.set_exception(error)
+                continue
+            try:
+                future.set_result(self._answers(requests, keys, found))
+            except CacheMissError as exc:
+                future.set_exception(exc)
+
+    def _found(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored completion texts of the keys that are not queued."""
+        unique = [key for key in dict.fromkeys(keys)
+                  if key not in self._queued and key not in self._writing]
         found = self._select(unique)
         if self.shared is not None and len(found) < len(unique) and self.shared.due():
             self.import_entries(self.shared.collect())
             found.update(self._select([key for key in unique if key not in found]))
+        return found
+
+    def _answers(self, requests: Sequence[BackendRequest], keys: Sequence[str],
+                 found: dict[str, str]) -> list[Completion | None]:
         results: list[Completion | None] = []
         for request, key in zip(requests, keys):
-            queued = self._queued.get(key)
+            queued = self._queued.get(key) or self._writing.get(key)
             if queued is not None:
                 results.append(queued[1])
                 continue
@@ -105,7 +171,7 @@ class GenerationCache:
                     )
                 results.append(None)
             else:
-                results.append(Completion.from_json(json.loads(row)))
+                results.append(Completion.from_json(fast_json.loads(row)))
         return results
 
     def _select(self, keys: Sequence[str]) -> dict[str, str]:
@@ -125,71 +191,129 @@ class GenerationCache:
         WAL, visible to every process) when this returns."""
         if self._db is None or self.mode != "readwrite" or not entries:
             return
+        self._insert(self._db, entries)
+
+    def _insert(self, db: sqlite3.Connection,
+                entries: Sequence[tuple[str, BackendRequest, Completion]]) -> None:
         now = time.time()
-        rows = [(key, request.model_identity, json.dumps(completion.to_json(), ensure_ascii=False),
-                 now) for key, request, completion in entries]
+        rows = [(key, request.model_identity, completion_text(completion), now)
+                for key, request, completion in entries]
         # IMMEDIATE takes the write lock up front, so a busy file is waited for (busy_timeout)
         # instead of failing when a read transaction would have to turn into a write
-        self._db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(INSERT, rows)
+            db.executemany(INSERT, rows)
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
         if self.shared is not None:
             self.shared.publish([(key, model, completion) for key, model, completion, _ in rows])
 
     def put_soon(self, key: str, request: BackendRequest, completion: Completion) -> None:
-        """Queue a completion; the queue is committed at the next turn of the running event
-        loop (at once when there is none), with everything else queued in this turn."""
-        if self._db is None or self.mode != "readwrite":
+        """Queue a completion; the queue goes to the writer thread at the next turn of the
+        running event loop (or when the transaction in flight ends), and is committed at once
+        when there is no loop."""
+        if self._db is None or self.mode != "readwrite" or key in self._writing:
             return
         self._queued.setdefault(key, (request, completion))
-        if self._flush_scheduled:
-            return
+        if self._flush_scheduled or self._inflight is not None:
+            return  # the transaction in flight hands out the next batch when it ends
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self._scheduled_flush)
+        loop.call_soon(self._start_batch)
 
-    def _scheduled_flush(self) -> None:
+    def _start_batch(self) -> None:
+        """Hand the queue to the writer thread as one transaction (on the loop's thread)."""
         self._flush_scheduled = False
-        try:
-            self.flush()
-        except Exception:  # handed to the waiters of committed(); the queue is kept
-            pass
+        if self._inflight is not None or not self._queued or self._db is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cope-cache-writer")
+            self._write_db = self._connect()
+        self._writing, self._queued = self._queued, {}
+        self._batches += 1
+        number = self._batches
+        entries = [(key, request, completion)
+                   for key, (request, completion) in self._writing.items()]
+        future = self._executor.submit(self._insert, self._write_db, entries)
+        self._inflight = future
+
+        def done(_: Future) -> None:  # in the writer thread
+            try:
+                loop.call_soon_threadsafe(self._batch_done, number, future)
+            except RuntimeError:  # the loop is closed; close() or flush() settles the batch
+                pass
+
+        future.add_done_callback(done)
+
+    def _batch_done(self, number: int, future: Future) -> None:
+        if self._inflight is not future:  # flush() has settled it already
+            return
+        self._inflight = None
+        error = future.exception()
+        self._settle(number, error)
+        if self._queued and error is None:  # after a failure, the next put or wait retries
+            self._start_batch()
+
+    def _settle(self, number: int, error: BaseException | None) -> None:
+        """The batch `number` is committed, or failed: its entries go back to the queue (a
+        later flush retries them) and its waiters get the error."""
+        if error is not None:
+            self._queued = {**self._writing, **self._queued}
+        self._writing = {}
+        for batch in [b for b in self._waiters if b <= number]:
+            waiter = self._waiters.pop(batch)
+            if waiter.done() or waiter.get_loop().is_closed():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
 
     def flush(self) -> None:
-        """Commit the queued completions now."""
-        commit, self._commit = self._commit, None
+        """Commit the queued completions now (after the transaction in flight)."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            try:
+                inflight.result()
+            except BaseException as exc:  # the batch is queued again and retried below
+                self._settle(self._batches, exc)
+            else:
+                self._settle(self._batches, None)
+        if not self._queued or self._db is None:
+            return
+        self._writing, self._queued = self._queued, {}
+        self._batches += 1
+        entries = [(key, request, completion)
+                   for key, (request, completion) in self._writing.items()]
         try:
-            if self._queued and self._db is not None:
-                entries = [(key, request, completion)
-                           for key, (request, completion) in self._queued.items()]
-                self.put_many(entries)  # raises with the queue intact: a later flush retries
-                self._queued.clear()
+            self._insert(self._write_db or self._db, entries)
         except BaseException as exc:
-            if commit is not None and not commit.done():
-                commit.set_exception(exc)
+            self._settle(self._batches, exc)
             raise
-        if commit is not None and not commit.done():
-            commit.set_result(None)
+        self._settle(self._batches, None)
 
     async def committed(self) -> None:
-        """Return once everything queued so far is committed: at the next turn of the loop,
-        together with whatever else finishes in this one (one transaction for all)."""
-        if not self._queued:
+        """Return once everything queued so far is committed: with whatever else finishes
+        before the writer thread takes the next batch (one transaction for all)."""
+        if self._queued:
+            target = self._batches + 1  # the next batch
+        elif self._writing:
+            target = self._batches  # the one in flight
+        else:
             return
-        if not self._flush_scheduled:
-            self.flush()
-            return
-        if self._commit is None:
-            self._commit = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._commit)
+        waiter = self._waiters.get(target)
+        if waiter is None:
+            waiter = self._waiters[target] = asyncio.get_running_loop().create_future()
+        if self._inflight is None and not self._flush_scheduled:
+            self._start_batch()
+        await asyncio.shield(waiter)
 
     def import_entries(self, entries: Sequence[tuple[str, str, str]]) -> int:
         """Store (key, model identity, completion JSON) rows made elsewhere; returns how many
@@ -218,6 +342,14 @@ class GenerationCache:
 
     def close(self) -> None:
         if self._db is not None:
-            self.flush()
-            self._db.close()
-            self._db = None
+            try:
+                self.flush()
+            finally:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=True)
+                    self._executor = None
+                if self._write_db is not None:
+                    self._write_db.close()
+                    self._write_db = None
+                self._db.close()
+                self._db = None

@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cope.errors import ConfigError, unknown_name
+from cope.event_loop import EVENT_LOOPS
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
 # executor styles: the task's own prompt (chain of thought), a program that prints the answer
@@ -224,6 +225,7 @@ class CopeConfig:
     resume: bool = False  # continue the run in run_dir: finished problems are kept
     concurrency: int = 4  # problems in flight at once
     progress: bool = True
+    event_loop: str = "auto"  # auto (uvloop when installed), asyncio or uvloop
     runs_dir: str = "runs"
     run_dir: Optional[str] = None  # null: Hydra's output directory
 
@@ -276,6 +278,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
             f"for batch_size={cfg.backend.batch_size}: raise it or lower batch_size.")
     if cfg.http.concurrency < 1 or cfg.http.max_retries < 0 or cfg.http.timeout_s <= 0:
         raise ConfigError("http: concurrency must be >= 1, max_retries >= 0, timeout_s > 0.")
+    if cfg.event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop={cfg.event_loop!r}: choose one of "
+                          f"{', '.join(EVENT_LOOPS)}.")
     if cfg.concurrency < 1:
         raise ConfigError(f"concurrency={cfg.concurrency}: must be at least 1.")
     if cfg.budget.max_usd is not None and cfg.budget.max_usd < 0:

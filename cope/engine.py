@@ -131,6 +131,22 @@ def passes(confidence: float, threshold: float, op: str) -> bool:
     return confidence > threshold if op == "gt" else confidence >= threshold
 
 
+class SeededOnUse:
+    """A random.Random seeded with stable_seed(*parts) when first used: most stages break no
+    tie and choose no plan, and seeding costs more than the rest of a stage's bookkeeping."""
+
+    __slots__ = ("_parts", "_rng")
+
+    def __init__(self, parts: tuple) -> None:
+        self._parts = parts
+        self._rng: random.Random | None = None
+
+    def __getattr__(self, name: str):
+        if self._rng is None:
+            self._rng = random.Random(stable_seed(*self._parts))
+        return getattr(self._rng, name)
+
+
 class CascadeMethod:
     """Runs a list of stages on one problem at a time."""
 
@@ -295,7 +311,7 @@ class CascadeMethod:
             is_last = position == len(self.stages) - 1
             # seeded by run seed, problem and stage: the choice of g^S is reproducible and does
             # not shift when other stages are added or removed
-            rng = random.Random(stable_seed("plan-choice", self.seed, problem.id, stage.name))
+            rng = SeededOnUse(("plan-choice", self.seed, problem.id, stage.name))
             result = await self.run_stage(problem, stage, carried, rng, is_last, collected)
             results.append(result)
             if result.accepted:

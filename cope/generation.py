@@ -8,9 +8,10 @@ also the identity of a sample in the generation cache, so a sweep that asks for 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from cope.fast_json import canonical
 
 Message = tuple[str, str]  # (role, content); a tuple so that requests are hashable
 
@@ -71,7 +72,8 @@ class BackendRequest:
             "sample_index": self.sample_index,
             "logprobs": self.want_logprobs,
         }
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        # the same text as json.dumps(sort_keys=True), made faster (cope.fast_json)
+        blob = canonical(payload, (self.params.temperature, self.params.top_p))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -1,10 +1,11 @@
 """The one path from the engine to a model: alias -> cache -> backend, recording every sample.
 
-Every completion goes to the sample records the moment it exists, and to the cache in one
-transaction with the others that finished in the same turn of the event loop (see
-GenerationCache.put_soon; the runner flushes the cache before it writes a problem's record):
+Every completion goes to the sample records the moment it exists, and to the cache's queue,
+which a writer thread commits in batches (see GenerationCache.put_soon; the runner awaits
+the commit before it writes a problem's record):
 an interrupted run loses no finished generation and a rerun pays for none twice. The cache
-is looked up once per call, for all its requests.
+is looked up once per call, for all its requests, in one query with the other calls made in
+the same turn of the event loop.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Generator:
         results: list[Generation | None] = [None] * len(requests)
         misses: dict[int, list[int]] = {}  # id(backend) -> positions
         backends: dict[int, Backend] = {}
-        for i, cached in enumerate(self.cache.get_many(resolved, keys)):
+        for i, cached in enumerate(await self.cache.lookup(resolved, keys)):
             request = requests[i]
             if cached is not None:
                 self.cache_hits += 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cope import fast_json
 from cope.errors import CopeError
 from cope.secrets import json_may_hold_secrets, redact, secret_values
 
@@ -31,7 +32,7 @@ class RunDirError(CopeError):
 
 
 def _line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
+    return fast_json.dumps(record) + b"\n"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -44,8 +45,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 # keys that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "budget", "cache", "faults", "http",
-                     "backend.n_threads", "backend.verbose", "tracker")
+RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "event_loop", "budget",
+                     "cache", "faults", "http", "backend.n_threads", "backend.verbose", "tracker")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -155,10 +156,10 @@ class RunRecorder:
         if fd is None:
             fd = self._fds[name] = os.open(self.run_dir / name,
                                            os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        text = json.dumps(record, ensure_ascii=False, sort_keys=False)
-        if json_may_hold_secrets(text, self._secrets):  # rare: walk the record and redact it
-            text = json.dumps(redact(record, self._secrets), ensure_ascii=False, sort_keys=False)
-        os.write(fd, (text + "\n").encode("utf-8"))
+        data = fast_json.dumps(record)
+        if json_may_hold_secrets(data.decode("utf-8"), self._secrets):  # rare: walk and redact
+            data = fast_json.dumps(redact(record, self._secrets))
+        os.write(fd, data + b"\n")
 
     def close(self) -> None:
         for fd in self._fds.values():

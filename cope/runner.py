@@ -31,6 +31,7 @@ from cope.cache_shared import SharedSegments
 from cope.config import to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
+from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
 from cope.generator import Generator, ModelBinding
 from cope.models.packaged import resolve_model_file
@@ -68,19 +69,19 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_coroutine(coroutine) -> None:
-    """asyncio.run, also from code that already runs an event loop (a Jupyter cell): there
-    the coroutine runs on a loop of its own in a worker thread."""
+def run_coroutine(coroutine, event_loop: str = "auto") -> None:
+    """Run a coroutine on a new loop of the chosen kind (cope.event_loop), also from code that
+    already runs an event loop (a Jupyter cell): there it runs in a worker thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(coroutine)
+        run_on_loop(coroutine, event_loop)
         return
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coroutine)
+            run_on_loop(coroutine, event_loop)
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
@@ -339,7 +340,7 @@ class Run:
         try:
             tracker.start(to_container(self.cfg), self.run_dir)
             with sigterm_as_interrupt():
-                run_coroutine(self._solve_all(progress))
+                run_coroutine(self._solve_all(progress), self.cfg.event_loop)
             finished = True
         except BudgetExceeded as exc:
             self.stopped_reason = f"budget: {exc}"

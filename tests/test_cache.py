@@ -135,3 +135,82 @@ def test_close_commits_what_is_queued(tmp_path):
 
     asyncio.run(queue_and_stop())
     assert GenerationCache(path).get(request()).text == "kept"
+
+
+def test_a_write_in_flight_is_waited_for_and_later_completions_join_the_next(tmp_path):
+    """The writer thread commits one batch while the loop queues the next; committed() waits
+    for the batch holding everything queued before it, and lookups see both meanwhile."""
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path)
+    other = GenerationCache(path)
+
+    async def scenario():
+        cache.put_soon(request(index=0).cache_key(), request(index=0), Completion("t0", 1, 1))
+        await asyncio.sleep(0)  # the first batch goes to the writer thread
+        for i in (1, 2):
+            completion = Completion(f"t{i}", 1, 1)
+            cache.put_soon(request(index=i).cache_key(), request(index=i), completion)
+        assert [cache.get(request(index=i)).text for i in range(3)] == ["t0", "t1", "t2"]
+        await cache.committed()
+        assert other.count() == 3
+
+    asyncio.run(scenario())
+    cache.close()
+    other.close()
+
+
+def test_a_failed_write_keeps_its_completions_for_the_next_try(tmp_path):
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path)
+    blocker = GenerationCache(path)
+    blocker._db.execute("PRAGMA busy_timeout = 0")
+
+    async def scenario():
+        cache.put_soon(request().cache_key(), request(), Completion("kept", 1, 1))
+        await asyncio.sleep(0)
+        cache._inflight.result()  # let the first write finish
+        await asyncio.sleep(0)
+        # another process holds the write lock and the writer gives up at once
+        blocker._db.execute("BEGIN IMMEDIATE")
+        cache._write_db.execute("PRAGMA busy_timeout = 0")
+        cache.put_soon(request(index=1).cache_key(), request(index=1), Completion("t1", 1, 1))
+        with pytest.raises(Exception, match="locked"):
+            await cache.committed()
+        assert cache.get(request(index=1)).text == "t1"  # still served, still queued
+        blocker._db.execute("ROLLBACK")
+        await cache.committed()
+
+    asyncio.run(scenario())
+    assert blocker.get(request(index=1)).text == "t1"
+    cache.close()
+    blocker.close()
+
+
+def test_lookups_of_one_turn_share_a_query_and_each_gets_its_own_answer(tmp_path, monkeypatch):
+    import asyncio
+
+    path = tmp_path / "c.sqlite"
+    writer = GenerationCache(path)
+    writer.put(request(index=1), Completion("one", 1, 1))
+    writer.close()
+    cache = GenerationCache(path, mode="readonly")
+    queries = []
+    select = cache._select
+    monkeypatch.setattr(cache, "_select", lambda keys: queries.append(keys) or select(keys))
+
+    async def ask(*indices):
+        requests = [request(index=i) for i in indices]
+        return await cache.lookup(requests, [r.cache_key() for r in requests])
+
+    async def scenario():
+        return await asyncio.gather(ask(1), ask(1, 1), ask(2), return_exceptions=True)
+
+    first, second, missing = asyncio.run(scenario())
+    assert [c.text for c in first] == ["one"] and [c.text for c in second] == ["one", "one"]
+    assert isinstance(missing, CacheMissError)  # only the lookup that missed fails
+    assert len(queries) == 1
+    cache.close()

@@ -10,7 +10,6 @@ variable the model names (`api_key_env`) and is only ever put in a request heade
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -24,6 +23,7 @@ import httpx
 import yarl
 from omegaconf import DictConfig, OmegaConf
 
+from cope import fast_json
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
@@ -32,6 +32,7 @@ RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
 # statuses that no other request will escape either (a bad key, an unknown model): they stop
 # the run; any other 4xx concerns one request, which is recorded as failed
 FATAL_STATUSES = {401, 403, 404}
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 class RateLimiter:
@@ -166,21 +167,25 @@ class OpenAIBackend(Backend):
         if route is None:
             raise BackendError(f"openai backend has no model '{request.model_identity}'.")
         endpoint = route.endpoint
-        payload = self._payload(request, route)
-        estimate = request.params.max_tokens + sum(len(c) // 3 for _, c in request.messages)
+        body_out = fast_json.dumps(self._payload(request, route))  # encoded once for all tries
+        limiter = endpoint.limiter
+        limited = limiter.rpm is not None or limiter.tpm is not None
+        estimate = (request.params.max_tokens + sum(len(c) // 3 for _, c in request.messages)
+                    if limited else 0)
         last_problem = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
                 self.retries += 1
                 delay = min(self.cfg.retry_max_s, self.cfg.retry_base_s * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            await endpoint.limiter.acquire(estimate)
+            if limited:  # no coroutine to await when there is no limit
+                await limiter.acquire(estimate)
             async with endpoint.semaphore:
                 start = time.perf_counter()
                 try:
                     self.requests_sent += 1
-                    async with self._session(endpoint).post(endpoint.chat_url,
-                                                            json=payload) as response:
+                    async with self._session(endpoint).post(endpoint.chat_url, data=body_out,
+                                                            headers=JSON_BODY) as response:
                         status = response.status
                         body = await response.read()
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -200,7 +205,7 @@ class OpenAIBackend(Backend):
                 # it is recorded as a failed sample and the run goes on
                 return failed_completion(message)
             try:
-                return parse_chat_completion(json.loads(body), latency)
+                return parse_chat_completion(fast_json.loads(body), latency)
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 last_problem = f"unreadable response ({exc})"
                 continue

@@ -66,7 +66,8 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
 class StubServer:
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, stall_s: float = 5.0, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0, sglang_shape: str = "list") -> None:
+                 host: str = "127.0.0.1", port: int = 0, sglang_shape: str = "list",
+                 event_loop: str = "asyncio") -> None:
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = faults
@@ -79,6 +80,7 @@ class StubServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.host, self.port = host, port or _free_port(host)
+        self.event_loop = event_loop  # asyncio, uvloop or auto (cope.event_loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -131,14 +133,14 @@ class StubServer:
                 body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
                 status, answer, truncate = await self._respond(method, path, headers, body)
                 data = json.dumps(answer).encode()
-                writer.write(f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-                             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                             "\r\n".encode())
+                head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                        "\r\n").encode()
                 if truncate:  # promise the whole body, send half, hang up
-                    writer.write(data[: len(data) // 2])
+                    writer.write(head + data[: len(data) // 2])
                     await writer.drain()
                     break
-                writer.write(data)
+                writer.write(head + data)  # one write: one segment for the client to read
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
@@ -201,7 +203,9 @@ class StubServer:
 
     def start(self) -> "StubServer":
         """Serve from an event loop in a background thread."""
-        self._loop = asyncio.new_event_loop()
+        from cope.event_loop import loop_factory
+
+        self._loop = loop_factory(self.event_loop)()
         self._server = self._loop.run_until_complete(
             asyncio.start_server(self._connection, self.host, self.port, backlog=1024))
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -241,9 +245,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--event-loop", default="asyncio", choices=["asyncio", "uvloop", "auto"],
+                        help="the server's event loop (uvloop: less CPU per request)")
     args = parser.parse_args()
     stub = StubServer(latency_s=args.latency, fault_rate=args.fault_rate, host=args.host,
-                      port=args.port).start()
+                      port=args.port, event_loop=args.event_loop).start()
     print(f"stub serving on {stub.base_url}", flush=True)
     try:
         while True:
