@@ -216,7 +216,8 @@ class Run:
             **({"step": tag.extra["step"]} if "step" in tag.extra else {}),  # agent episodes
         })
 
-    def problem_row(self, result: ProblemResult) -> dict[str, Any]:
+    def problem_row(self, result: ProblemResult, correct: bool | None = None) -> dict[str, Any]:
+        """A problem's record; `correct` when already judged, else judged here."""
         ledger = CostLedger()
         for tag, generation in result.generations:
             completion = generation.completion
@@ -232,7 +233,8 @@ class Run:
             "id": problem.id,
             "answer": result.answer,
             "gold": problem.gold,
-            "correct": self.task.is_correct(problem, result.answer),
+            "correct": (self.task.is_correct(problem, result.answer) if correct is None
+                        else correct),
             "resolved_stage": result.resolved_stage,
             "stages": [stage.to_json() for stage in result.stages],
             **result.extra,
@@ -300,12 +302,13 @@ class Run:
             # its generations are committed to the cache before its record is written; a run
             # stopped during the wait commits them at once and still records the problem
             try:
+                correct = await self.task.is_correct_async(result.problem, result.answer)
                 await self.cache.committed()
             except asyncio.CancelledError:
                 self.cache.flush()
                 self._record_problem(result)
                 raise
-            self._record_problem(result)
+            self._record_problem(result, correct)
             if progress is not None:
                 n = len(self.rows)
                 progress.set_postfix(
@@ -321,8 +324,8 @@ class Run:
             for backend in self._owned_backends:
                 await backend.aclose()
 
-    def _record_problem(self, result: ProblemResult) -> None:
-        row = self.problem_row(result)
+    def _record_problem(self, result: ProblemResult, correct: bool | None = None) -> None:
+        row = self.problem_row(result, correct)
         self.rows.append(row)
         self.recorder.problem(row)
 

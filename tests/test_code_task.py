@@ -1,6 +1,7 @@
 """Code tasks: extraction, stage confidence from visible tests, judging on hidden tests,
 data loading, and COPE end to end on MBPP with a scripted backend."""
 
+import asyncio
 import json
 import random
 from types import SimpleNamespace
@@ -116,6 +117,23 @@ def test_visible_tests_filter_and_hidden_tests_judge():
     assert not task.is_correct(problem(), verdict.answer)  # ... but not the hidden ones
     assert task.is_correct(problem(), RIGHT)
     assert not task.is_correct(problem(), None)
+
+
+def test_judging_runs_off_the_event_loop():
+    task = mbpp_task()
+    slow = "import time\ntime.sleep(1.0)\n" + RIGHT
+
+    async def judge_while_ticking():
+        ticks = 0
+        judging = asyncio.ensure_future(task.is_correct_async(problem(), slow))
+        while not judging.done():
+            ticks += 1
+            await asyncio.sleep(0.05)
+        return judging.result(), ticks
+
+    correct, ticks = asyncio.run(judge_while_ticking())
+    assert correct
+    assert ticks >= 10  # the loop kept turning through the second-long program
 
 
 def test_prompts_ask_for_plans_without_code_and_a_python_block():

@@ -77,6 +77,11 @@ class Task(ABC):
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         """Judge a final answer against the problem's reference."""
 
+    async def is_correct_async(self, problem: Problem, answer: str | None) -> bool:
+        """`is_correct` as the runner calls it; a task whose judging blocks (code tasks run
+        the hidden tests) moves it off the event loop."""
+        return self.is_correct(problem, answer)
+
     def solver(self, method):
         """What solves one problem: the method itself, or a task's loop around it (an
         agent task plays an episode with the method choosing each action)."""

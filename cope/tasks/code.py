@@ -158,6 +158,9 @@ class CodeTask(Task):
                               rng: random.Random | None = None) -> Verdict:
         return await asyncio.to_thread(self.aggregate, problem, texts, rng)
 
+    async def is_correct_async(self, problem: Problem, answer: str | None) -> bool:
+        return await asyncio.to_thread(self.is_correct, problem, answer)
+
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         if answer is None:
             return False
