@@ -14,7 +14,7 @@ from cope.runner import run
 
 pytestmark = pytest.mark.integration
 
-TINY = ["pair=tiny-cpu", "backend.n_ctx=2048", "backend.batch_n_ctx=2048"]
+TINY = ["pair=tiny-cpu", "backend.n_ctx=2048", "backend.batch_n_ctx=2048", "backend.n_threads=1"]
 
 
 def complete(make_config, batch_size, prompts, max_tokens, want_logprobs=True):
