@@ -11,8 +11,10 @@ without a readable verdict is recorded as an error and counted as a tie.
 
 Overrides are the `cope` command's (models, backend, cache, prices); the judge defaults to
 the pair's large model. Judge generations go through the generation cache and are recorded
-in the output directory (samples.jsonl, problems.jsonl: one line per question with both
-orders' verdicts, metrics.json: the tallies), so judging again costs nothing.
+in the output directory (judge_samples.jsonl: every judge output; judgements.jsonl: one line
+per question with both orders' verdicts; result.json: the tallies), so judging again costs
+nothing, and a judgement cut off continues where it stopped. The file names differ from a
+run's, so analysis over a directory of runs does not take a judgement for a run.
 """
 
 from __future__ import annotations
@@ -44,6 +46,50 @@ SECOND_TURN = ("Judge the assistants' answers to the user's second question; the
 NO_ANSWER = "(no answer)"
 VERDICT = re.compile(r"\[\[([ABC])\]\]")
 ORDERS = ("candidate_first", "baseline_first")
+CONFIG, SAMPLES, JUDGEMENTS, RESULT = "config.yaml", "judge_samples.jsonl", "judgements.jsonl", "result.json"
+
+
+class JudgeRecords:
+    """A judgement's files. Lines are appended as they finish; opened again with the same
+    settings, the questions already judged are kept (a torn last line is dropped)."""
+
+    def __init__(self, out_dir: Path, config: dict[str, Any]) -> None:
+        import yaml
+
+        from cope.records import read_complete_lines, write_atomic
+
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.out_dir / CONFIG
+        if config_path.is_file():
+            old = yaml.safe_load(config_path.read_text())
+            if old != config:
+                changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                raise ConfigError(f"{self.out_dir} holds a judgement with other settings "
+                                  f"({', '.join(changed)}); choose another --out.")
+        else:
+            write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
+        self.rows = read_complete_lines(self.out_dir / JUDGEMENTS)
+        done = {row["id"] for row in self.rows}
+        samples = [s for s in read_complete_lines(self.out_dir / SAMPLES)
+                   if s["problem_id"] in done]  # those of a question cut off come again
+        for name, lines in ((JUDGEMENTS, self.rows), (SAMPLES, samples)):
+            write_atomic(self.out_dir / name, "".join(json.dumps(r) + "\n" for r in lines))
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.out_dir / name, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def sample(self, record: dict[str, Any]) -> None:
+        self._append(SAMPLES, record)
+
+    def judgement(self, record: dict[str, Any]) -> None:
+        self._append(JUDGEMENTS, record)
+
+    def finish(self, result: dict[str, Any]) -> None:
+        from cope.records import write_atomic
+
+        write_atomic(self.out_dir / RESULT, json.dumps(result, indent=2) + "\n")
 
 
 def parse_verdict(text: str) -> str | None:
@@ -211,7 +257,6 @@ class Judge:
     def run(self, candidate_dir: Path, baseline_dir: Path, out_dir: Path) -> dict[str, Any]:
         from omegaconf import OmegaConf
 
-        from cope.records import RunRecorder
         from cope.runner import run_coroutine
         from cope.tasks import create_task
 
@@ -224,8 +269,8 @@ class Judge:
         config = {"judge": self.alias, "identity": self.generator.bindings[self.alias].identity,
                   "max_tokens": self.max_tokens, "candidate": str(candidate_dir),
                   "baseline": str(baseline_dir)}
-        self.recorder = RunRecorder(out_dir, config, resume=True)
-        rows = list(self.recorder.resumed)
+        self.recorder = JudgeRecords(out_dir, config)
+        rows = list(self.recorder.rows)
         done = {row["id"] for row in rows}
 
         async def judge_all() -> None:
@@ -235,7 +280,7 @@ class Judge:
                 row = await self._judge_question(problem, ours[problem.id], theirs[problem.id])
                 await self.cache.committed()
                 rows.append(row)
-                self.recorder.problem(row)
+                self.recorder.judgement(row)
 
         try:
             run_coroutine(judge_all())
@@ -353,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_result(result))
-    print(out_dir / "metrics.json")
+    print(out_dir / RESULT)
     return 0
 
 

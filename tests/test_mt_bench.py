@@ -239,9 +239,10 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
     assert result["overall"] == {**result["overall"], "n": 4, "wins": 4, "ties": 0, "losses": 0}
     assert result["by_turn"]["1"]["wins"] == 2 and result["by_turn"]["2"]["wins"] == 2
     assert result["candidate_metrics"]["method"] == "cope"
-    lines = (out / "samples.jsonl").read_text().splitlines()
+    lines = (out / "judge_samples.jsonl").read_text().splitlines()
     assert len(lines) == 8  # 2 questions x 2 turns x 2 orders
-    assert json.loads((out / "metrics.json").read_text())["overall"]["wins"] == 4
+    assert json.loads((out / "result.json").read_text())["overall"]["wins"] == 4
+    assert not (out / "problems.jsonl").exists()  # not to be taken for a run by analysis
 
     # a judge that always says "A" wins in one order and loses in the other: all ties
     biased, _ = judge_runs(cope.run_dir, large.run_dir, [f"cache.path={tmp_path / 'other'}"],
@@ -254,7 +255,8 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
     same, out_same = judge_runs(large.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b",
                                 out=tmp_path / "same", backends={"llamacpp": judge_backend()})
     assert same["overall"]["errors"] == 4 and same["overall"]["ties"] == 4
-    rows = [json.loads(line) for line in (out_same / "problems.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in
+            (out_same / "judgements.jsonl").read_text().splitlines()]
     assert rows[0]["turns"][0]["candidate_first"] == {"verdict": None, "outcome": "error"}
 
     # judging again reads the finished judgements back, with no model call
@@ -262,6 +264,9 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
     again, _ = judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b",
                           backends={"llamacpp": replay_backend})
     assert again["overall"] == result["overall"] and replay_backend.requests == []
+    with pytest.raises(ConfigError, match="other settings"):
+        judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b", out=out,
+                   max_tokens=64, backends={"llamacpp": replay_backend})
 
 
 # --- configuration ---

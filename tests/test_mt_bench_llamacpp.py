@@ -73,5 +73,5 @@ def test_cope_on_two_mt_bench_questions_and_the_judge(make_config, tmp_path, sha
                              alias="smollm2-135m", max_tokens=24)
     overall = result["overall"]
     assert overall["n"] == 4 and overall["wins"] + overall["ties"] + overall["losses"] == 4
-    judged = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    judged = [json.loads(line) for line in (out / "judge_samples.jsonl").read_text().splitlines()]
     assert len(judged) == 8 and all(s["completion_tokens"] > 0 for s in judged)
