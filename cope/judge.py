@@ -350,6 +350,8 @@ def judge_runs(candidate_dir: str | Path, baseline_dir: str | Path, overrides: l
     from cope.cli import CONFIG_DIR
 
     candidate_dir, baseline_dir = Path(candidate_dir), Path(baseline_dir)
+    for run_dir in (candidate_dir, baseline_dir):  # before a model is loaded
+        read_answers(run_dir)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides or []))
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output directory (default: RUN_DIR/judge-vs-...)")
     parser.add_argument("--max-tokens", type=int, default=512, help="judge's token budget")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `cope`")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may follow the options
     from cope.errors import CopeError
 
     try:

@@ -296,3 +296,12 @@ def test_open_ended_answers_cannot_be_voted_on():
     generator = Generator({}, GenerationCache(None, "off"))
     with pytest.raises(ConfigError, match="cannot be voted on"):
         CascadeMethod("m", stages, {"small": "small"}, MTBench(cfg.task), generator)
+
+
+def test_the_judge_command_takes_overrides_after_its_options(tmp_path, capsys):
+    from cope.judge import main
+
+    missing = tmp_path / "nothing"
+    assert main([str(missing), "--against", str(missing), "--max-tokens", "8",
+                 "cache.mode=off", "pair=tiny-cpu"]) == 2
+    assert "not a run directory (no config.yaml)" in capsys.readouterr().err
