@@ -315,7 +315,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     if cfg.cache.mode not in CACHE_MODES:
         raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
     _validate_method(cfg.method, cfg.pair.roles)
-    _validate_logprobs(cfg)
+    _validate_open_ended(cfg, TASKS.get(cfg.task.name))
     for role in used_roles(cfg.method):
         alias = cfg.pair.roles[role]
         if alias not in cfg.models:
@@ -427,10 +427,17 @@ def _validate_confidence(stage: Any, where: str) -> None:
                 "1 (e.g. 2.0), or null to always answer.")
 
 
-def _validate_logprobs(cfg: Any) -> None:
-    """A perplexity stage needs its executor's backend to report logprobs."""
+def _validate_open_ended(cfg: Any, task_class: Any) -> None:
+    """Open-ended answers cannot be voted on; a perplexity stage needs its executor's backend
+    to report logprobs."""
     for name in cfg.method.order:
         stage = cfg.method.stages[name]
+        if (stage.confidence in ("consensus", "agreement") and stage.votes > 1
+                and not getattr(task_class, "votable", True)):
+            raise ConfigError(
+                f"method.stages.{name}: task '{cfg.task.name}' has open-ended answers, which "
+                f"cannot be voted on ({stage.votes} votes, confidence={stage.confidence}). Use "
+                "confidence=perplexity, or votes=1.")
         if stage.confidence != "perplexity":
             continue
         alias = cfg.pair.roles.get(stage.executor)

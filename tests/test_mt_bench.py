@@ -292,6 +292,8 @@ def test_bad_perplexity_settings_fail_before_any_generation(overrides, message):
 
 def test_open_ended_answers_cannot_be_voted_on():
     cfg = compose_config(["task=mt_bench", "method=small_majority"])
+    with pytest.raises(ConfigError, match="cannot be voted on"):
+        validate(cfg)
     stages = [StageSpec.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
     generator = Generator({}, GenerationCache(None, "off"))
     with pytest.raises(ConfigError, match="cannot be voted on"):
