@@ -20,8 +20,11 @@ PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
 # (program of thought), or both alternating (MoT: even samples CoT, odd samples PoT)
 STYLES = ("cot", "pot", "mixed")
 # how a stage's confidence is computed: the top answer's share of the samples; whether the CoT
-# and PoT majorities agree (1 or 0); a trained scorer's probability that the answer is right
-CONFIDENCE_RULES = ("consensus", "agreement", "scorer")
+# and PoT majorities agree (1 or 0); a trained scorer's probability that the answer is right;
+# the lowest perplexity among open-ended candidates (cope/perplexity.py)
+CONFIDENCE_RULES = ("consensus", "agreement", "scorer", "perplexity")
+# backends that report per-token logprobs (confidence=perplexity needs them)
+LOGPROB_BACKENDS = ("llamacpp", "openai", "sglang", "transformers")
 THRESHOLD_OPS = ("gt", "ge")  # confidence > threshold, confidence >= threshold
 CACHE_MODES = ("readwrite", "readonly", "off")
 
@@ -40,7 +43,10 @@ class StageConfig:
     plan_max_tokens: int = 64
     max_tokens: int = 512
     style: str = "cot"  # cot | pot | mixed
-    confidence: str = "consensus"  # consensus | agreement | scorer
+    confidence: str = "consensus"  # consensus | agreement | scorer | perplexity
+    # confidence=perplexity: the stage answers when its lowest candidate perplexity,
+    # exp(mean negative log-likelihood per token), is at most this; null: always answers
+    max_perplexity: Optional[float] = None
     scorer: Optional[str] = None  # confidence=scorer: a scorer file (relative: $COPE_HOME/scorers/)
     program_timeout_s: float = 10.0  # style pot or mixed: a program's time to print its answer
 
@@ -51,6 +57,9 @@ class MethodConfig:
     votes: int = 8
     tau1: float = 0.75
     tau2: float = 0.5
+    # perplexity thresholds of COPE's stages 1 and 2 when the task's confidence is perplexity
+    max_perplexity1: Optional[float] = None
+    max_perplexity2: Optional[float] = None
     threshold_op: str = "gt"  # gt: >, ge: >= (the paper says "exceeds" without pinning it)
     max_tokens: int = 512  # executor budget, shared by the stages that interpolate it
     plan_max_tokens: int = 64  # planner budget: a goal is one sentence, a guideline two
@@ -84,6 +93,10 @@ class TaskConfig:
     ids: Optional[list[str]] = None
     hidden_tests: Optional[str] = None  # mbpp: an MBPP-ET file to judge on; null: the given tests
     timeout_s: float = 10.0  # code tasks: wall-clock seconds for one candidate's tests
+    # the task family's stage confidence, which COPE's stages use: consensus (math, agents;
+    # code tasks answer by their tests through it) or perplexity (open-ended: mt_bench)
+    confidence: str = "consensus"
+    references: Optional[str] = None  # mt_bench: reference answers for the judge (a jsonl)
     agent: AgentConfig = field(default_factory=AgentConfig)
 
 
@@ -263,6 +276,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError("task.ids is an empty list: name at least one problem id, or null.")
     if cfg.task.timeout_s <= 0:
         raise ConfigError(f"task.timeout_s={cfg.task.timeout_s}: a test run needs a positive timeout.")
+    if cfg.task.confidence not in ("consensus", "perplexity"):
+        raise ConfigError(f"task.confidence='{cfg.task.confidence}': choose consensus or "
+                          "perplexity.")
     if cfg.task.hidden_tests is not None and cfg.task.name != "mbpp":
         raise ConfigError(f"task.hidden_tests is MBPP's (an MBPP-ET file); task '{cfg.task.name}' "
                           "has none: set it to null.")
@@ -304,6 +320,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     if cfg.cache.mode not in CACHE_MODES:
         raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
     _validate_method(cfg.method, cfg.pair.roles)
+    _validate_open_ended(cfg, TASKS.get(cfg.task.name))
     for role in used_roles(cfg.method):
         alias = cfg.pair.roles[role]
         if alias not in cfg.models:
@@ -362,7 +379,8 @@ def _validate_method(method: Any, roles: Any) -> None:
             raise ConfigError(f"{where}.plan='{stage.plan}': choose one of {', '.join(PLAN_TYPES)}.")
         if stage.plan in ("goal", "guideline", "both") and stage.planner is None:
             raise ConfigError(f"{where}: plan '{stage.plan}' needs a planner (e.g. planner=small).")
-        if stage.threshold is not None and not 0.0 <= stage.threshold <= 1.0:
+        if (stage.threshold is not None and stage.confidence != "perplexity"
+                and not 0.0 <= stage.threshold <= 1.0):
             raise ConfigError(
                 f"{where}.threshold={stage.threshold}: a consensus threshold lies in [0, 1]."
             )
@@ -402,6 +420,38 @@ def _validate_confidence(stage: Any, where: str) -> None:
             raise ConfigError(f"{where}: confidence=scorer scores written answers; set style=cot.")
     if stage.program_timeout_s <= 0:
         raise ConfigError(f"{where}.program_timeout_s={stage.program_timeout_s}: must be > 0.")
+    limit = getattr(stage, "max_perplexity", None)
+    if stage.confidence == "perplexity":
+        if stage.style != "cot":
+            raise ConfigError(f"{where}: confidence=perplexity scores written answers; set "
+                              "style=cot.")
+        if limit is not None and limit < 1:
+            raise ConfigError(
+                f"{where}.max_perplexity={limit}: a perplexity, exp(mean negative log-likelihood "
+                "per token), is at least 1, so this stage would never answer. Use a value above "
+                "1 (e.g. 2.0), or null to always answer.")
+
+
+def _validate_open_ended(cfg: Any, task_class: Any) -> None:
+    """Open-ended answers cannot be voted on; a perplexity stage needs its executor's backend
+    to report logprobs."""
+    for name in cfg.method.order:
+        stage = cfg.method.stages[name]
+        if (stage.confidence in ("consensus", "agreement") and stage.votes > 1
+                and not getattr(task_class, "votable", True)):
+            raise ConfigError(
+                f"method.stages.{name}: task '{cfg.task.name}' has open-ended answers, which "
+                f"cannot be voted on ({stage.votes} votes, confidence={stage.confidence}). Use "
+                "confidence=perplexity, or votes=1.")
+        if stage.confidence != "perplexity":
+            continue
+        alias = cfg.pair.roles.get(stage.executor)
+        model = cfg.models.get(alias) if alias is not None else None
+        if model is not None and model.backend not in LOGPROB_BACKENDS:
+            raise ConfigError(
+                f"method.stages.{name}: confidence=perplexity needs per-token logprobs, but its "
+                f"executor '{alias}' runs on backend '{model.backend}', which reports none. Use "
+                f"one of {', '.join(LOGPROB_BACKENDS)}, or another confidence rule.")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

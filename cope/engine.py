@@ -10,7 +10,9 @@ always answers.
 The baselines use two more stage fields. `style` chooses the executor prompt: the task's own
 (cot), a program that prints the answer (pot), or both alternating (mixed: MoT). `confidence`
 chooses the rule: consensus (the top answer's share), agreement (the CoT and PoT majorities
-agree: 1, else 0) or scorer (a trained scorer's probability that the answer is right).
+agree: 1, else 0), scorer (a trained scorer's probability that the answer is right) or
+perplexity (open-ended answers: the candidate with the lowest perplexity answers, and the
+stage escalates when that perplexity is above `max_perplexity`; see cope/perplexity.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cope.errors import ConfigError
+from cope import perplexity as ppl
+from cope.errors import BackendError, ConfigError
 from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams, stable_seed
 from cope.generator import Generator
 from cope.tasks.base import Plan, Problem, Task, Verdict
@@ -43,8 +46,9 @@ class StageSpec:
     plan_max_tokens: int = 64
     max_tokens: int = 512
     style: str = "cot"  # cot | pot | mixed
-    confidence: str = "consensus"  # consensus | agreement | scorer
+    confidence: str = "consensus"  # consensus | agreement | scorer | perplexity
     program_timeout_s: float = 10.0
+    max_perplexity: float | None = None  # confidence=perplexity: answer when at most this
 
     @classmethod
     def from_config(cls, name: str, cfg: Any) -> "StageSpec":
@@ -58,6 +62,8 @@ class StageSpec:
             plan_max_tokens=int(cfg.plan_max_tokens), max_tokens=int(cfg.max_tokens),
             style=cfg.style, confidence=cfg.confidence,
             program_timeout_s=float(cfg.program_timeout_s),
+            max_perplexity=(None if getattr(cfg, "max_perplexity", None) is None
+                            else float(cfg.max_perplexity)),
         )
 
     def sample_styles(self) -> list[tuple[str, int]]:
@@ -83,6 +89,7 @@ class StageResult:
     passed_on: list[Plan]  # the plan handed to the next stage
     rule: str = "consensus"  # how verdict.confidence was computed
     styles: list[str] | None = None  # per-sample styles of a stage that is not all CoT
+    perplexities: list[float | None] | None = None  # confidence=perplexity: per sample
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -101,6 +108,10 @@ class StageResult:
         if self.rule != "consensus" or self.styles is not None:
             data["confidence_rule"] = self.rule
             data["styles"] = self.styles
+        if self.perplexities is not None:
+            chosen = self.verdict.support[0] if self.verdict.support else None
+            data["perplexity"] = None if chosen is None else self.perplexities[chosen]
+            data["perplexities"] = self.perplexities
         return data
 
 
@@ -168,16 +179,22 @@ class CascadeMethod:
             if stage.confidence == "scorer" and stage.name not in self.scorers:
                 raise ConfigError(f"method.stages.{stage.name}: confidence=scorer, but no scorer "
                                   "was loaded for it.")
+            if (stage.confidence in ("consensus", "agreement") and stage.votes > 1
+                    and not task.votable):
+                raise ConfigError(
+                    f"method.stages.{stage.name}: task '{task.name}' has open-ended answers, "
+                    f"which cannot be voted on ({stage.votes} votes, confidence="
+                    f"{stage.confidence}). Use confidence=perplexity, or votes=1.")
 
     def _request(self, alias: str, messages, temperature: float, max_tokens: int,
-                 sample_index: int) -> GenerationRequest:
+                 sample_index: int, want_logprobs: bool = False) -> GenerationRequest:
         # The sampling seed depends on the run seed, the prompt and the sample index: sample i
         # of a prompt is the same whichever stage list, vote count or threshold asks for it,
         # and different prompts never share a random stream.
         seed = stable_seed("sample", self.seed, messages, sample_index) % (2**31 - 1)
         params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
         return GenerationRequest(model=alias, messages=messages, params=params,
-                                 sample_index=sample_index)
+                                 sample_index=sample_index, want_logprobs=want_logprobs)
 
     async def _generate(self, problem: Problem, stage: StageSpec, kind: str, role: str,
                         requests: list[GenerationRequest], collected: list,
@@ -223,14 +240,22 @@ class CascadeMethod:
         contexts = [plans_for(i) for i in range(stage.votes)]
         alias = self.roles[stage.executor]
         styles = stage.sample_styles()
+        by_perplexity = stage.confidence == "perplexity"
         requests = [
             self._request(alias, self._execute_messages(problem, contexts[i], style),
-                          stage.executor_temperature, stage.max_tokens, index)
+                          stage.executor_temperature, stage.max_tokens, index, by_perplexity)
             for i, (style, index) in enumerate(styles)
         ]
         generations = await self._generate(problem, stage, "executor", stage.executor, requests,
                                            collected, [style for style, _ in styles])
         texts = [g.text for g in generations]
+        if by_perplexity:
+            verdict, scores = self._lowest_perplexity(stage, generations, rng)
+            accepted = is_last or (verdict.answer is not None and ppl.within(
+                scores[verdict.support[0]] if verdict.support else None, stage.max_perplexity))
+            return StageResult(stage.name, verdict, accepted, contexts,
+                               self._pass_on(stage, new_plans, carried, verdict, rng),
+                               rule=stage.confidence, perplexities=scores)
         if stage.style == "cot":
             verdict = await self.task.aggregate_async(problem, texts, rng)
         else:
@@ -246,6 +271,32 @@ class CascadeMethod:
                            self._pass_on(stage, new_plans, carried, verdict, rng),
                            rule=stage.confidence,
                            styles=None if stage.style == "cot" else [s for s, _ in styles])
+
+    def _lowest_perplexity(self, stage: StageSpec, generations: list[Generation],
+                           rng: random.Random) -> tuple[Verdict, list[float | None]]:
+        """The candidate with the lowest perplexity answers. A failed or empty sample
+        abstains; a sample that came back without logprobs is an error, not an abstention."""
+        scores: list[float | None] = []
+        answers: list[str | None] = []
+        for generation in generations:
+            completion = generation.completion
+            text = completion.text.strip()
+            if completion.failed or not text:
+                scores.append(None)
+                answers.append(None)
+                continue
+            if completion.token_logprobs is None:
+                raise BackendError(
+                    f"method.stages.{stage.name}: model '{generation.request.model}' returned no "
+                    "logprobs, which confidence=perplexity needs. Serve it with a backend that "
+                    "reports them (llamacpp, openai with logprobs, sglang, transformers).")
+            scores.append(ppl.perplexity(completion.token_logprobs))
+            answers.append(text)
+        chosen = ppl.lowest(scores, rng)
+        if chosen is None:
+            return Verdict(answer=None, confidence=0.0, support=[], answers=answers), scores
+        return Verdict(answer=answers[chosen], confidence=1.0 / scores[chosen], support=[chosen],
+                       answers=answers), scores
 
     def _execute_messages(self, problem: Problem, plans: list[Plan], style: str):
         if style == "pot":

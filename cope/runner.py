@@ -214,6 +214,7 @@ class Run:
             "cost_usd": self.prices.cost(alias, completion.prompt_tokens,
                                          completion.completion_tokens),
             **({"step": tag.extra["step"]} if "step" in tag.extra else {}),  # agent episodes
+            **({"turn": tag.extra["turn"]} if "turn" in tag.extra else {}),  # chat turns
         })
 
     def problem_row(self, result: ProblemResult, correct: bool | None = None) -> dict[str, Any]:
@@ -312,7 +313,8 @@ class Run:
             if progress is not None:
                 n = len(self.rows)
                 progress.set_postfix(
-                    acc=f"{sum(r['correct'] for r in self.rows) / n:.1%}",
+                    **({} if not self.task.votable else
+                       {"acc": f"{sum(r['correct'] for r in self.rows) / n:.1%}"}),
                     cost=f"${per_million_problems(self.ledger.total, n):,.0f}/M",
                     refresh=False,
                 )
@@ -393,10 +395,15 @@ def summary(result: RunResult) -> str:
     status = "" if m["finished"] else f" of {m['n_selected']} (stopped: {m['stopped_reason']})"
     lines = [
         f"{m['method']} on {m['task']} ({m['pair']}): {m['n_problems']} problems" + status,
-        f"  accuracy        {m['accuracy']:.1%} ({m['n_correct']}/{m['n_problems']})",
+        (f"  accuracy        {m['accuracy']:.1%} ({m['n_correct']}/{m['n_problems']})"
+         if m["accuracy"] is not None else
+         "  accuracy        none here: judge the answers with python -m cope.judge"),
         f"  cost            ${m['cost_usd_per_million']:,.2f} per million problems "
         f"(${m['cost_usd_total']:.6f} in all)",
         f"  resolved        {stages}",
+        *([f"  turns resolved  " + ", ".join(f"{k}: {v}" for k, v in
+                                            m["turns_resolved_by_stage"].items())]
+          if "turns_resolved_by_stage" in m else []),
         *([f"  steps           {m['mean_steps']:.1f} per episode, "
            f"{m['mean_invalid_moves']:.1f} invalid"] if "mean_steps" in m else []),
         f"  large calls     {m['large_calls']}",

@@ -6,6 +6,10 @@ given to the current call (two concurrent decodes on the same cores only thrash)
 
 With `backend.timeout_s`, a call that runs out of time stops decoding at its next token and
 comes back as a failed sample (finish_reason "error: timeout ..."), which the run records.
+
+A request that wants logprobs gets, per completion token, the log-probability of the sampled
+token under the model's own distribution (log-softmax of the raw logits, before temperature
+and top-p), as OpenAI-compatible servers report it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from cope.backends.base import Backend, OnComplete, generate_in_chunks
 from cope.backends.deadline import Deadline
@@ -46,6 +52,27 @@ class EndOnDeadline:
         if self.deadline.check():
             logits[:] = -float("inf")
             logits[self.eos] = 0.0
+        return logits
+
+
+class LogprobRecorder:
+    """A logits processor that sees the raw logits of every sampling step. The token sampled
+    at step k is only known at step k + 1 (it is then the last input id), so each step's
+    row waits for the next one; a completion asked for with one token more than it needs
+    therefore has every one of its tokens scored."""
+
+    def __init__(self) -> None:
+        self.pending = None  # the previous step's logits, waiting for its sampled token
+        self.logprobs: list[float] = []
+        self.input_ids = ()  # prompt and sampled tokens, as of the last step (a view)
+
+    def __call__(self, input_ids, logits):
+        from cope.backends.llamacpp_batch import token_logprob
+
+        if self.pending is not None:
+            self.logprobs.append(token_logprob(self.pending, int(input_ids[-1])))
+        self.pending = np.array(logits, dtype=np.float32, copy=True)
+        self.input_ids = input_ids
         return logits
 
 
@@ -108,7 +135,10 @@ class LlamaCppBackend(Backend):
         deadline = Deadline.after(self._timeout)
         # the check runs as a logits processor, once per sampled token; without a budget none
         # is installed, so the default path is exactly llama-cpp-python's
-        processors = [EndOnDeadline(deadline, llm.token_eos())] if deadline else None
+        processors = [EndOnDeadline(deadline, llm.token_eos())] if deadline else []
+        recorder = LogprobRecorder() if request.want_logprobs else None
+        if recorder is not None:
+            processors.insert(0, recorder)  # first: it must see the logits untouched
         if not self.cfg.reuse_prefix:
             llm.reset()
         try:
@@ -120,10 +150,11 @@ class LlamaCppBackend(Backend):
                 top_p=params.top_p,
                 top_k=0,
                 min_p=0.0,
-                max_tokens=params.max_tokens,
+                # one more step scores the last token; the extra token is cut off below
+                max_tokens=params.max_tokens + (recorder is not None),
                 stop=list(params.stop) or None,
                 seed=params.seed,
-                logits_processor=processors,
+                logits_processor=processors or None,
             )
         except ValueError as exc:
             # llama-cpp-python reports a prompt longer than the context this way: a failed
@@ -135,14 +166,27 @@ class LlamaCppBackend(Backend):
         choice = out["choices"][0]
         usage = out["usage"]
         finish = choice.get("finish_reason") or "stop"
+        text = choice["message"]["content"] or ""
+        prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        logprobs = None
+        if recorder is not None:
+            if completion_tokens >= params.max_tokens:
+                # the budget was reached: drop the extra token, as a call without it would end
+                ids = [int(t) for t in recorder.input_ids]
+                tokens = ids[prompt_tokens:prompt_tokens + params.max_tokens]
+                text = llm.detokenize(tokens, prev_tokens=ids[:prompt_tokens]
+                                      ).decode("utf-8", errors="ignore")
+                completion_tokens, finish = params.max_tokens, "length"
+            logprobs = tuple(recorder.logprobs[:completion_tokens])
         if deadline and deadline.expired:
             finish = deadline.reason()
         return Completion(
-            text=choice["message"]["content"] or "",
-            prompt_tokens=int(usage["prompt_tokens"]),
-            completion_tokens=int(usage["completion_tokens"]),
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             finish_reason=finish,
             latency_s=latency,
+            token_logprobs=logprobs,
         )
 
     def _complete_batch(self, requests: list[BackendRequest]) -> list[Completion]:
@@ -155,7 +199,7 @@ class LlamaCppBackend(Backend):
             start = time.perf_counter()
             prompts = [chat_prompt_tokens(llm, messages_to_dicts(r.messages)) for r in requests]
             params = [SequenceParams(r.params.temperature, r.params.top_p, r.params.seed,
-                                     r.params.max_tokens) for r in requests]
+                                     r.params.max_tokens, r.want_logprobs) for r in requests]
             per_sequence = self.cfg.batch_n_ctx // self.cfg.batch_size
             too_long = [len(p) + q.max_tokens > per_sequence for p, q in zip(prompts, params)]
             if any(too_long):
@@ -165,7 +209,8 @@ class LlamaCppBackend(Backend):
         return [
             Completion(text=detokenize(llm, r.tokens), prompt_tokens=r.prompt_tokens,
                        completion_tokens=len(r.tokens), finish_reason=r.finish_reason,
-                       latency_s=latency)
+                       latency_s=latency,
+                       token_logprobs=tuple(r.logprobs) if r.logprobs is not None else None)
             for r in results
         ]
 

@@ -9,13 +9,18 @@ all the sequences (a token of a llama.cpp batch may belong to several sequences)
 Batched and one-at-a-time decoding sample from the same distribution, but their logits
 differ in the last bits (different kernels), so their samples are not identical: batched
 samples carry a model identity of their own in the cache.
+
+A sequence that asks for logprobs gets, per completion token, the log-probability of the
+sampled token under the model's own distribution (the log-softmax of the raw logits, before
+temperature and top-p), read from the logits the step already computed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
 from llama_cpp import llama_chat_format
 
 from cope.backends.deadline import Deadline
@@ -27,6 +32,7 @@ class SequenceParams:
     top_p: float
     seed: int
     max_tokens: int
+    logprobs: bool = False
 
 
 @dataclass
@@ -34,6 +40,14 @@ class SequenceResult:
     tokens: list[int]
     prompt_tokens: int
     finish_reason: str  # stop (end of generation token), length, or error: timeout ...
+    logprobs: list[float] | None = field(default=None)  # one per token, when asked for
+
+
+def token_logprob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], computed stably in float64."""
+    row = logits.astype(np.float64, copy=False)
+    top = row.max()
+    return float(row[token] - top - np.log(np.exp(row - top).sum()))
 
 
 def chat_prompt_tokens(llm: llama_cpp.Llama, messages: list[dict[str, str]]) -> list[int]:
@@ -143,6 +157,9 @@ class BatchDecoder:
         outputs: list[list[int]] = [[] for _ in range(n)]
         finish = ["length"] * n
         first_tokens: dict[int, int] = {}
+        # per sequence that asked: the logprob of every sampled token (the last one may be the
+        # end-of-generation token, which is not part of the completion)
+        scores: list[list[float]] = [[] for _ in range(n)]
         try:
             # the prompts: the shared prefix once for all sequences, then each one's own tail
             pending = [(prompts[0][i], i, list(range(n)), False) for i in range(shared)]
@@ -151,7 +168,8 @@ class BatchDecoder:
                     pending.append((prompt[i], i, [seq], i == len(prompt) - 1))
             for start in range(0, len(pending), self.n_batch):
                 if deadline is not None and deadline.check():
-                    return self._timed_out(prompts, outputs, finish, range(n), deadline)
+                    return self._timed_out(prompts, outputs, finish, range(n), deadline, params,
+                                           scores)
                 self.batch.n_tokens = 0
                 chunk = pending[start:start + self.n_batch]
                 for token, pos, seqs, logits in chunk:
@@ -159,7 +177,9 @@ class BatchDecoder:
                 self._decode()
                 for j, (_, _, seqs, logits) in enumerate(chunk):
                     if logits:
-                        first_tokens[seqs[0]] = samplers[seqs[0]].sample(self.ctx, j)
+                        seq = seqs[0]
+                        first_tokens[seq] = samplers[seq].sample(self.ctx, j)
+                        self._note_logprob(seq, j, first_tokens[seq], params, scores)
             # decode: one token per unfinished sequence per step
             positions = [len(p) for p in prompts]
             active = []
@@ -168,7 +188,8 @@ class BatchDecoder:
                     active.append(seq)
             while active:
                 if deadline is not None and deadline.check():
-                    return self._timed_out(prompts, outputs, finish, active, deadline)
+                    return self._timed_out(prompts, outputs, finish, active, deadline, params,
+                                           scores)
                 self.batch.n_tokens = 0
                 for seq in active:
                     self._add(outputs[seq][-1], positions[seq], [seq], True)
@@ -176,20 +197,38 @@ class BatchDecoder:
                 self._decode()
                 still = []
                 for j, seq in enumerate(active):
-                    if self._accept(seq, samplers[seq].sample(self.ctx, j), outputs, finish, params):
+                    token = samplers[seq].sample(self.ctx, j)
+                    self._note_logprob(seq, j, token, params, scores)
+                    if self._accept(seq, token, outputs, finish, params):
                         still.append(seq)
                 active = still
         finally:
             for sampler in samplers:
                 sampler.close()
-        return [SequenceResult(outputs[s], len(prompts[s]), finish[s]) for s in range(n)]
+        return self._results(prompts, outputs, finish, params, scores)
 
-    @staticmethod
-    def _timed_out(prompts, outputs, finish, unfinished, deadline: Deadline
-                   ) -> list[SequenceResult]:
+    def _results(self, prompts, outputs, finish, params, scores) -> list[SequenceResult]:
+        return [SequenceResult(outputs[s], len(prompts[s]), finish[s],
+                               scores[s][:len(outputs[s])] if params[s].logprobs else None)
+                for s in range(len(prompts))]
+
+    def _note_logprob(self, seq: int, index: int, token: int, params, scores) -> None:
+        """The sampled token's logprob, from the logits of batch position `index`."""
+        if not params[seq].logprobs:
+            return
+        pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        scores[seq].append(token_logprob(logits, token))
+
+    @property
+    def n_vocab(self) -> int:
+        return llama_cpp.llama_vocab_n_tokens(self.vocab)
+
+    def _timed_out(self, prompts, outputs, finish, unfinished, deadline: Deadline, params,
+                   scores) -> list[SequenceResult]:
         for seq in unfinished:
             finish[seq] = deadline.reason()
-        return [SequenceResult(outputs[s], len(prompts[s]), finish[s]) for s in range(len(prompts))]
+        return self._results(prompts, outputs, finish, params, scores)
 
     def _accept(self, seq: int, token: int, outputs, finish, params) -> bool:
         """Record a sampled token; False when the sequence is done."""

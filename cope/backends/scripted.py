@@ -15,6 +15,8 @@ from cope.backends.base import Backend, OnComplete
 from cope.generation import BackendRequest, Completion
 
 Responder = Callable[[BackendRequest], str]
+# per-token logprobs of a scripted text, for requests that want them (perplexity stages)
+LogprobScript = Callable[[BackendRequest, str], Sequence[float]]
 
 
 def hashed_answer_responder(request: BackendRequest) -> str:
@@ -26,9 +28,10 @@ def hashed_answer_responder(request: BackendRequest) -> str:
 class ScriptedBackend(Backend):
     name = "scripted"
 
-    def __init__(self, responder: Responder = hashed_answer_responder, delay_s: float | None = None
-                 ) -> None:
+    def __init__(self, responder: Responder = hashed_answer_responder, delay_s: float | None = None,
+                 logprobs: LogprobScript | None = None) -> None:
         self.responder = responder
+        self.logprobs = logprobs
         self.requests: list[BackendRequest] = []
         # a per-request delay lets tests stop a run midway (COPE_SCRIPTED_DELAY seconds)
         self.delay_s = float(os.environ.get("COPE_SCRIPTED_DELAY", 0)) if delay_s is None else delay_s
@@ -46,8 +49,12 @@ class ScriptedBackend(Backend):
                 await asyncio.sleep(self.delay_s)
             text = self.responder(request)
             prompt_tokens = sum(len(content.split()) for _, content in request.messages)
+            scored = (tuple(self.logprobs(request, text))
+                      if request.want_logprobs and self.logprobs is not None else None)
             completion = Completion(
-                text=text, prompt_tokens=prompt_tokens, completion_tokens=len(text.split())
+                text=text, prompt_tokens=prompt_tokens,
+                completion_tokens=len(scored) if scored is not None else len(text.split()),
+                token_logprobs=scored,
             )
             if on_complete is not None:
                 on_complete(i, completion)

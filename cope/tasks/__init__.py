@@ -5,7 +5,7 @@ from cope.registry import Registry
 TASKS: Registry = Registry("task")
 
 # importing the modules registers their tasks
-from cope.tasks import agent, code_data, math_data  # noqa: E402,F401
+from cope.tasks import agent, code_data, math_data, open_ended  # noqa: E402,F401
 from cope.tasks.base import Plan, Problem, Task, Verdict  # noqa: E402
 
 

@@ -45,6 +45,9 @@ class Task(ABC):
 
     name: str = "task"
     family: str = "math"
+    # whether samples give answers that can be voted on (consensus, agreement); open-ended
+    # responses cannot, and their stages use confidence=perplexity (or a single sample)
+    votable: bool = True
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
