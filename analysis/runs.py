@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ DEFAULT_ORDER = {
 }
 DEFAULT_VOTES, DEFAULT_TAUS = 8, (0.75, 0.5)
 SMALL_ONLY = ("small_single", "small_majority")
+# tasks without a per-problem verdict: their answers are judged pairwise (python -m cope.judge)
+PAIRWISE_JUDGED_TASKS = ("mt_bench",)
 BASELINES = ("large",) + SMALL_ONLY
 
 
@@ -187,9 +190,15 @@ def _or_dash(value: Any) -> str:
 
 
 def load_runs(root: str | Path) -> list[dict[str, Any]]:
-    """Every run below `root` that finished at least one problem."""
+    """Every run below `root` that finished at least one problem and whose problems have a
+    verdict (runs of pairwise-judged tasks are left out, with a warning)."""
     runs = [load_run(path) for path in find_runs(root)]
-    return [run for run in runs if run["problems"]]
+    judged_pairwise = [r for r in runs if r["cell"]["task"] in PAIRWISE_JUDGED_TASKS]
+    for run in judged_pairwise:
+        warnings.warn(f"{run['run_dir']}: task {run['cell']['task']} has no per-problem "
+                      "verdict; its pairwise judgement is in `python -m cope.judge` output",
+                      stacklevel=2)
+    return [run for run in runs if run["problems"] and run not in judged_pairwise]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,3 +110,19 @@ def test_failed_samples_and_repeated_records_are_reported(analysis_sweep, tmp_pa
     assert loaded["problems"][5]["correct"] == redone["correct"]
     assert run_summary(loaded)["failed_samples"] == 1
     assert summary_table([loaded]).rstrip().endswith("| 1 / 0 |")
+
+
+def test_pairwise_judged_runs_are_left_out_with_a_warning(make_config, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from analysis.runs import load_runs
+
+    cfg = make_config("pair=tiny-cpu", "backend.name=scripted", "task.limit=2",
+                      f"run_dir={tmp_path / 'runs' / 'gsm8k'}")
+    run(cfg, backends={"scripted": ScriptedBackend()})
+    committed = Path(__file__).parents[1] / "experiments" / "results" / "mt_bench-cpu" / "large"
+    shutil.copytree(committed, tmp_path / "runs" / "mt_bench")
+    with pytest.warns(UserWarning, match="task mt_bench has no per-problem verdict"):
+        runs = load_runs(tmp_path / "runs")
+    assert [r["cell"]["task"] for r in runs] == ["gsm8k"]
