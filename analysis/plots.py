@@ -86,7 +86,7 @@ def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence =
     for p in points:
         if p["label"] in styles:
             ax.axhline(100 * p["accuracy"].estimate, color="grey", ls=styles[p["label"]], lw=1,
-                       label=f"{p['label']} accuracy")
+                       label=f"{p['label']} accuracy (n={p['n']})")
         if p["label"] == "large" and p["cost"].estimate > 0:
             ax.axvline(p["cost"].estimate, color="grey", ls="-", lw=0.6, alpha=0.6,
                        label="large cost")

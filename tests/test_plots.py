@@ -40,8 +40,8 @@ def test_pareto_figure_draws_the_frontier_and_reference_lines(tmp_path):
     # free methods cannot sit on the log axis: the frontier line starts at the first priced one
     assert list(frontier.get_xdata()) == [10.0, 40.0, 100.0]
     assert list(frontier.get_ydata()) == pytest.approx([60.0, 78.0, 80.0])
-    assert list(lines["small_majority accuracy"].get_ydata()) == pytest.approx([55.0, 55.0])
-    assert list(lines["large accuracy"].get_ydata()) == pytest.approx([80.0, 80.0])
+    assert list(lines["small_majority accuracy (n=100)"].get_ydata()) == pytest.approx([55.0, 55.0])
+    assert list(lines["large accuracy (n=100)"].get_ydata()) == pytest.approx([80.0, 80.0])
     assert ax.get_xscale() == "log"
     assert_written(pareto_plot(POINTS, tmp_path / "figs" / "pareto tau=0.5/0.5".replace("/", "-"),
                                "hand-made"))
