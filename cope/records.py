@@ -25,6 +25,7 @@ SAMPLES = "samples.jsonl"
 PROBLEMS = "problems.jsonl"
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
+LOCK = ".lock"  # held while a process writes the run's records
 
 
 class RunDirError(CopeError):
@@ -104,6 +105,26 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
 
 
+def _lock_run_dir(run_dir: Path) -> int | None:
+    """Hold an exclusive lock on the run directory, so that two processes never append to
+    the same records (a sweep launched twice, a resume while the run still goes on)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run directories go unguarded
+        return None
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is in use by another cope process (pid {holder}); "
+                          "wait for it to end or stop it, then resume=true.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
 class RunRecorder:
     """Writes one run's records. With `resume`, continues a run that stopped: it keeps the
     problems that finished and their samples, and drops the samples of the problem that was
@@ -124,6 +145,7 @@ class RunRecorder:
                 "that run with resume=true."
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_run_dir(self.run_dir)
         if resume and (self.run_dir / CONFIG).exists():
             self._continue(config)
         else:
@@ -165,6 +187,13 @@ class RunRecorder:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+    def release(self) -> None:
+        """Close the record files and let another process take the run directory."""
+        self.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops its flock
+            self._lock_fd = None
 
     def sample(self, record: dict[str, Any]) -> None:
         self._append(SAMPLES, record)

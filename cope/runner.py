@@ -369,6 +369,7 @@ class Run:
         return RunResult(self.run_dir, metrics, sorted(self.rows, key=lambda r: r["index"]))
 
     def close(self) -> None:
+        self.recorder.release()
         if self.cache is not None:
             self.cache.close()
         for backend in self._owned_backends:

@@ -89,6 +89,21 @@ def test_resume_refuses_another_config(make_config, tmp_path):
         run(make_config(*ARGS, "task.limit=2", "method.tau1=0.5", f"run_dir={run_dir}", "resume=true"))
 
 
+def test_a_run_directory_in_use_is_refused_until_its_run_ends(make_config, tmp_path):
+    from cope.runner import Run
+
+    args = (*ARGS, "task.limit=2", f"run_dir={tmp_path / 'run'}", "resume=true")
+    first = Run(make_config(*args))  # holds the directory, as a run still going would
+    try:
+        with pytest.raises(RunDirError, match=f"in use by another cope process \\(pid {os.getpid()}\\)"):
+            Run(make_config(*args))
+    finally:
+        first.close()
+    # the refused attempt wrote nothing; once the first run is closed, it resumes
+    result = run(make_config(*args))
+    assert result.metrics["n_problems"] == 2 and result.metrics["finished"]
+
+
 def test_budget_stops_cleanly_and_a_larger_one_resumes(make_config, tmp_path):
     # short budgets keep a call's worst case (its full max_tokens) near its real cost
     args = [*ARGS, "method.max_tokens=16", "method.plan_max_tokens=16"]
