@@ -31,6 +31,11 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        # the run has already recorded what it finished and written metrics.json
+        print(f"interrupted ({exc or 'Ctrl-C'}): finished problems are recorded; continue with "
+              "the same command and resume=true", file=sys.stderr)
+        sys.exit(130)
     print(summary(result))
     if (result.metrics.get("stopped_reason") or "").startswith("backend"):
         sys.exit(3)  # a sweep or a script must notice that a backend went down

@@ -65,7 +65,9 @@ def test_a_stopped_run_keeps_its_records_and_writes_metrics(tmp_path):
     while time.time() < deadline and (not problems.exists() or len(problems.read_text().splitlines()) < 2):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "resume=true" in err and "Traceback" not in err  # a one-line notice, not a crash
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["finished"] is False
     rows = [json.loads(line) for line in problems.read_text().splitlines()]

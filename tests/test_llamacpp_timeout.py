@@ -62,3 +62,22 @@ def test_a_run_records_timed_out_samples_and_caches_none(make_config, tmp_path):
 def test_a_budget_must_be_positive(make_config):
     with pytest.raises(ConfigError, match="backend.timeout_s"):
         run(make_config(*TINY, "backend.timeout_s=0"))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_stopped_backend_ends_decoding_and_fails_the_sample(make_config, batch_size):
+    # no budget: only the stop signal (what close() sends first) can end these early
+    cfg = make_config(*TINY, f"backend.batch_size={batch_size}", "backend.timeout_s=null")
+    backend = LlamaCppBackend(cfg.backend)
+    identity = backend.add_model("smollm2-135m", cfg.models["smollm2-135m"])
+    requests = [BackendRequest(identity, (("user", "Count from one to fifty."),),
+                               SamplingParams(0.0, 24, seed=0), i) for i in range(2)]
+    backend.stop()
+    try:
+        completions = asyncio.run(backend.generate(requests))
+    finally:
+        backend.close()
+    for completion in completions:
+        assert completion.failed
+        assert completion.finish_reason.startswith("error: stopped")
+        assert completion.completion_tokens <= 1 < 24

@@ -87,6 +87,8 @@ class LlamaCppBackend(Backend):
         # every decode runs on this one thread: llama.cpp's OpenMP build gives each calling
         # thread a thread team of its own, and a team reused stays warm
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
+        # set by stop(): decoding in progress ends at its next token
+        self._stopping = threading.Event()
 
     def add_model(self, alias: str, model_cfg) -> str:
         path, sha256 = resolve_model_file(alias, model_cfg)
@@ -132,10 +134,9 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llama.cpp backend has no model '{request.model_identity}'.")
         params = request.params
         start = time.perf_counter()
-        deadline = Deadline.after(self._timeout)
-        # the check runs as a logits processor, once per sampled token; without a budget none
-        # is installed, so the default path is exactly llama-cpp-python's
-        processors = [EndOnDeadline(deadline, llm.token_eos())] if deadline else []
+        deadline = Deadline.after(self._timeout, self._stopping)
+        # the check runs as a logits processor, once per sampled token
+        processors = [EndOnDeadline(deadline, llm.token_eos())]
         recorder = LogprobRecorder() if request.want_logprobs else None
         if recorder is not None:
             processors.insert(0, recorder)  # first: it must see the logits untouched
@@ -204,7 +205,8 @@ class LlamaCppBackend(Backend):
             too_long = [len(p) + q.max_tokens > per_sequence for p, q in zip(prompts, params)]
             if any(too_long):
                 return [self._complete_unlocked(r) for r in requests]
-            results = decoder.generate(prompts, params, Deadline.after(self._timeout))
+            results = decoder.generate(prompts, params,
+                                       Deadline.after(self._timeout, self._stopping))
             latency = time.perf_counter() - start
         return [
             Completion(text=detokenize(llm, r.tokens), prompt_tokens=r.prompt_tokens,
@@ -225,7 +227,13 @@ class LlamaCppBackend(Backend):
                                         lambda chunk: [self._complete(chunk[0])], on_complete,
                                         self._worker)
 
+    def stop(self) -> None:
+        """End decoding in progress at its next token: its requests come back as failed
+        samples (never cached). For a run that is ending; the backend takes no new work."""
+        self._stopping.set()
+
     def close(self) -> None:
+        self.stop()  # the worker would otherwise finish a generation nobody will record
         self._worker.shutdown(wait=True)
         for decoder in self._decoders.values():
             decoder.close()
