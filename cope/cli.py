@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     except KeyboardInterrupt as exc:
         # the run has already recorded what it finished and written metrics.json
-        print(f"interrupted ({exc or 'Ctrl-C'}): finished problems are recorded; continue with "
+        print(f"interrupted ({str(exc) or 'Ctrl-C'}): finished problems are recorded; continue with "
               "the same command and resume=true", file=sys.stderr)
         sys.exit(130)
     print(summary(result))

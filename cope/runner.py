@@ -52,21 +52,24 @@ class RunResult:
 
 
 @contextmanager
-def sigterm_as_interrupt():
-    """Turn SIGTERM (a scheduler's or `kill`'s stop) into KeyboardInterrupt, so a stopped run
-    still closes its records and writes metrics.json like a Ctrl-C'd one."""
+def stop_signals_as_interrupt():
+    """Turn SIGTERM (a scheduler's or `kill`'s stop) and SIGINT (Ctrl-C) into one
+    KeyboardInterrupt raised where the run is, so a stopped run closes its records and writes
+    metrics.json the same way whichever signal stopped it. (asyncio's own SIGINT handling
+    would cancel the run's task instead and wait for every coroutine to unwind first.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_coroutine(coroutine, event_loop: str = "auto") -> None:
@@ -344,7 +347,7 @@ class Run:
         tracker = create_tracker(self.cfg.tracker)
         try:
             tracker.start(to_container(self.cfg), self.run_dir)
-            with sigterm_as_interrupt():
+            with stop_signals_as_interrupt():
                 run_coroutine(self._solve_all(progress), self.cfg.event_loop)
             finished = True
         except BudgetExceeded as exc:
