@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from cope import perplexity as ppl
 from cope.errors import BackendError, ConfigError
 from cope.generation import Generation, GenerationRequest, SampleTag, SamplingParams, stable_seed
-from cope.generator import Generator
+from cope.generator import Generator, RetaggingGenerator
 from cope.tasks.base import Plan, Problem, Task, Verdict
 
 NEW_PLAN_KINDS = {"goal": ("goal",), "guideline": ("guideline",), "both": ("goal", "guideline")}
@@ -162,7 +162,8 @@ class CascadeMethod:
     """Runs a list of stages on one problem at a time."""
 
     def __init__(self, name: str, stages: list[StageSpec], roles: dict[str, str], task: Task,
-                 generator: Generator, seed: int = 0, threshold_op: str = "gt",
+                 generator: Generator | RetaggingGenerator, seed: int = 0,
+                 threshold_op: str = "gt",
                  scorers: dict[str, Scorer] | None = None) -> None:
         self.name = name
         self.stages = stages
@@ -185,6 +186,12 @@ class CascadeMethod:
                     f"method.stages.{stage.name}: task '{task.name}' has open-ended answers, "
                     f"which cannot be voted on ({stage.votes} votes, confidence="
                     f"{stage.confidence}). Use confidence=perplexity, or votes=1.")
+
+    def with_generator(self, generator: Generator | RetaggingGenerator) -> CascadeMethod:
+        """The same method drawing its samples through another generator."""
+        return CascadeMethod(self.name, self.stages, self.roles, self.task,
+                             generator, seed=self.seed, threshold_op=self.threshold_op,
+                             scorers=self.scorers)
 
     def _request(self, alias: str, messages, temperature: float, max_tokens: int,
                  sample_index: int, want_logprobs: bool = False) -> GenerationRequest:

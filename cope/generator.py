@@ -135,3 +135,20 @@ class Generator:
         if self.on_sample is not None:
             self.on_sample(tag, generation)
         return generation
+
+
+class RetaggingGenerator:
+    """A generator as one part of a longer problem uses it (a chat turn, an episode step):
+    every sample is filed under the whole problem's id, so records and resume work per
+    problem, and carries the part's own fields (e.g. turn=2 or step=5)."""
+
+    def __init__(self, generator: Generator, problem_id: str, **extra: object) -> None:
+        self.generator = generator
+        self.problem_id = problem_id
+        self.extra = extra
+
+    async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]
+                       ) -> list[Generation]:
+        tags = [SampleTag(self.problem_id, t.stage, t.role, t.model_role,
+                          {**t.extra, **self.extra}) for t in tags]
+        return await self.generator.generate(requests, tags)

@@ -20,7 +20,6 @@ run's, so analysis over a directory of runs does not take a judgement for a run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys

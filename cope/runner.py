@@ -405,7 +405,7 @@ def summary(result: RunResult) -> str:
         f"  cost            ${m['cost_usd_per_million']:,.2f} per million problems "
         f"(${m['cost_usd_total']:.6f} in all)",
         f"  resolved        {stages}",
-        *([f"  turns resolved  " + ", ".join(f"{k}: {v}" for k, v in
+        *(["  turns resolved  " + ", ".join(f"{k}: {v}" for k, v in
                                             m["turns_resolved_by_stage"].items())]
           if "turns_resolved_by_stage" in m else []),
         *([f"  steps           {m['mean_steps']:.1f} per episode, "

@@ -11,12 +11,10 @@ game is not touched, the step counts, and the models see that it failed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cope.engine import CascadeMethod, ProblemResult
-from cope.generation import Generation, GenerationRequest, SampleTag
-from cope.generator import Generator
+from cope.generator import RetaggingGenerator
 from cope.tasks.base import Problem
 
 if TYPE_CHECKING:
@@ -24,22 +22,6 @@ if TYPE_CHECKING:
 
 INVALID_COMMAND = "(no valid command)"
 INVALID_FEEDBACK = "That was not a valid command: choose one of the valid commands."
-
-
-class StepGenerator:
-    """The run's generator as one step of an episode uses it: every sample is filed under the
-    episode's id (so records and resume work per episode) and carries its step."""
-
-    def __init__(self, generator: Generator, episode_id: str, step: int) -> None:
-        self.generator = generator
-        self.episode_id = episode_id
-        self.step = step
-
-    async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]
-                       ) -> list[Generation]:
-        tags = [SampleTag(self.episode_id, t.stage, t.role, t.model_role,
-                          {**t.extra, "step": self.step}) for t in tags]
-        return await self.generator.generate(requests, tags)
 
 
 class EpisodeSolver:
@@ -51,10 +33,8 @@ class EpisodeSolver:
         self.max_steps = max_steps
 
     def _step_method(self, episode_id: str, step: int) -> CascadeMethod:
-        m = self.method
-        return CascadeMethod(m.name, m.stages, m.roles, m.task,
-                             StepGenerator(m.generator, episode_id, step),  # type: ignore[arg-type]
-                             seed=m.seed, threshold_op=m.threshold_op)
+        return self.method.with_generator(
+            RetaggingGenerator(self.method.generator, episode_id, step=step))
 
     async def solve(self, problem: Problem) -> ProblemResult:
         generations: list = []

@@ -19,14 +19,13 @@ from statistics import mean
 from typing import TYPE_CHECKING, Any
 
 from cope.errors import ConfigError, DataError
-from cope.generation import Generation, GenerationRequest, Message, SampleTag
+from cope.generation import Message
 from cope.tasks import TASKS
 from cope.tasks.base import Plan, Problem, Task, Verdict
 from cope.tasks.math_data import read_jsonl, require, resolve_source
 
 if TYPE_CHECKING:
     from cope.engine import CascadeMethod, ProblemResult
-    from cope.generator import Generator
 
 # Prompts, in our words: the paper's planners rephrased for open-ended requests.
 GOAL_PLANNER = (
@@ -59,22 +58,6 @@ def conversation_text(history: Sequence[tuple[str, str]], question: str) -> str:
     return f"Conversation so far:\n{past}\n\nThe user's latest request:\n{question}"
 
 
-class TurnGenerator:
-    """The run's generator as one turn uses it: samples are filed under the question's id
-    (so records and resume work per question) and carry their turn."""
-
-    def __init__(self, generator: "Generator", question_id: str, turn: int) -> None:
-        self.generator = generator
-        self.question_id = question_id
-        self.turn = turn
-
-    async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]
-                       ) -> list[Generation]:
-        tags = [SampleTag(self.question_id, t.stage, t.role, t.model_role,
-                          {**t.extra, "turn": self.turn}) for t in tags]
-        return await self.generator.generate(requests, tags)
-
-
 class TurnSolver:
     """Runs a question's turns one after another through the method's cascade."""
 
@@ -83,12 +66,10 @@ class TurnSolver:
         self.task = task
 
     def _turn_method(self, question_id: str, turn: int) -> "CascadeMethod":
-        from cope.engine import CascadeMethod
+        from cope.generator import RetaggingGenerator
 
-        m = self.method
-        return CascadeMethod(m.name, m.stages, m.roles, m.task,
-                             TurnGenerator(m.generator, question_id, turn),  # type: ignore[arg-type]
-                             seed=m.seed, threshold_op=m.threshold_op, scorers=m.scorers)
+        return self.method.with_generator(
+            RetaggingGenerator(self.method.generator, question_id, turn=turn))
 
     async def solve(self, problem: Problem) -> "ProblemResult":
         from cope.engine import ProblemResult
