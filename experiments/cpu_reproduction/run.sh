@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The paper's Tables 3, 8, 9 and 11 on this machine: GSM8K (first 100 test problems), the
-# packaged CPU pair (Qwen2.5-Coder 0.5B small, 1.5B large) on llama.cpp.
+# packaged CPU pair (Qwen2.5-Coder 0.5B small, 1.5B large) on llama.cpp. TASK=mbpp runs
+# Table 5's cells instead on the first 100 MBPP test problems (data from ../shared/data, or
+# MBPP_SOURCE), into experiments/results/mbpp-cpu/.
 #
 # Each cell has a fixed run directory under experiments/results/gsm8k-cpu/ and runs with
 # resume=true, so this script can be stopped at any moment and started again: finished
@@ -10,11 +12,14 @@
 #   bash experiments/cpu_reproduction/run.sh            # every cell
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
 #   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
+#   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: large, small_single, cope
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-experiments/results/gsm8k-cpu}
+TASK=${TASK:-gsm8k}
+OUT=${OUT:-experiments/results/$TASK-cpu}
 LIMIT=${LIMIT:-100}
 mkdir -p "$OUT"
+task_args=("task=$TASK")
 
 declare -A CELLS=(
   [large]="method=large"
@@ -32,6 +37,13 @@ declare -A CELLS=(
 )
 ORDER=(large small_single cope small_majority cope_s1s2 cope_votes4 cope_tau0.5-0.5
        cope_tau0.75-0.75 cope_tau0.5-0.75 cope_s2s3 cope_s1s3 cope_votes16)
+if [ "$TASK" = mbpp ]; then
+  task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
+  ORDER=(large small_single cope small_majority)
+elif [ "$TASK" != gsm8k ]; then
+  echo "TASK=$TASK: this script runs gsm8k or mbpp" >&2
+  exit 2
+fi
 [ $# -gt 0 ] && ORDER=("$@")
 
 threads=()
@@ -40,7 +52,7 @@ threads=()
 for name in "${ORDER[@]}"; do
   echo "== $name: ${CELLS[$name]}"
   # shellcheck disable=SC2086
-  cope task=gsm8k task.limit="$LIMIT" pair=qwen-coder-cpu backend=llamacpp concurrency=1 \
+  cope "${task_args[@]}" task.limit="$LIMIT" pair=qwen-coder-cpu backend=llamacpp concurrency=1 \
     progress=false resume=true run_dir="$OUT/$name" cache.path="$OUT/generations.sqlite" \
     ${CELLS[$name]} "${threads[@]}"
 done
