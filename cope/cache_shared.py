@@ -21,9 +21,27 @@ import socket
 import time
 from pathlib import Path
 
+from cope.generation import Completion
+
 SEGMENT_SUFFIX = ".jsonl"
 
 Row = tuple[str, str, str]  # (cache key, model identity, completion JSON)
+
+
+def row_line(row: Row) -> str:
+    """One generation as a line of a segment (or of an archive, cope/cache_archive.py)."""
+    key, model, completion = row
+    return json.dumps({"key": key, "model": model, "completion": json.loads(completion)},
+                      ensure_ascii=False) + "\n"
+
+
+def parse_row_line(line: str | bytes) -> Row:
+    """The row a line holds; raises ValueError, KeyError or TypeError on a damaged line."""
+    entry = json.loads(line)
+    if not isinstance(entry["key"], str) or not isinstance(entry["model"], str):
+        raise TypeError("key and model must be strings")
+    Completion.from_json(entry["completion"])  # the fields a lookup will need
+    return entry["key"], entry["model"], json.dumps(entry["completion"], ensure_ascii=False)
 
 
 class SharedSegments:
@@ -42,8 +60,7 @@ class SharedSegments:
         """Append committed generations to this process's segment."""
         if not rows:
             return
-        text = "".join(json.dumps({"key": key, "model": model, "completion": json.loads(completion)},
-                                  ensure_ascii=False) + "\n" for key, model, completion in rows)
+        text = "".join(row_line(row) for row in rows)
         fd = os.open(self.segment, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, text.encode("utf-8"))
@@ -69,9 +86,7 @@ class SharedSegments:
             end = data.rfind(b"\n") + 1  # a line still being written is read next time
             for line in data[:end].splitlines():
                 try:
-                    entry = json.loads(line)
-                    rows.append((entry["key"], entry["model"],
-                                 json.dumps(entry["completion"], ensure_ascii=False)))
+                    rows.append(parse_row_line(line))
                 except (ValueError, KeyError, TypeError):
                     continue  # a line damaged on the filesystem is skipped, never fatal
             self._offsets[path] = offset + end

@@ -9,6 +9,10 @@
 # problems are kept, and generations already made come from the shared cache. Cells are
 # ordered so that cheap ones and cache-sharing ones come first.
 #
+# The generation cache is not kept in git; its archive is ($OUT/generations.jsonl.gz, written
+# after every cell). A fresh clone rebuilds the cache from it before the first cell, so
+# cells that share samples with finished ones still cost nothing.
+#
 #   bash experiments/cpu_reproduction/run.sh            # every cell
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
 #   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
@@ -46,6 +50,12 @@ elif [ "$TASK" != gsm8k ]; then
 fi
 [ $# -gt 0 ] && ORDER=("$@")
 
+cache="$OUT/generations.sqlite"
+archive="$OUT/generations.jsonl.gz"
+if [ ! -f "$cache" ] && [ -f "$archive" ]; then
+  python -m cope.cache_archive import "$archive" "$cache"
+fi
+
 threads=()
 [ -n "${THREADS:-}" ] && threads=("backend.n_threads=$THREADS")
 
@@ -53,6 +63,7 @@ for name in "${ORDER[@]}"; do
   echo "== $name: ${CELLS[$name]}"
   # shellcheck disable=SC2086
   cope "${task_args[@]}" task.limit="$LIMIT" pair=qwen-coder-cpu backend=llamacpp concurrency=1 \
-    progress=false resume=true run_dir="$OUT/$name" cache.path="$OUT/generations.sqlite" \
+    progress=false resume=true run_dir="$OUT/$name" cache.path="$cache" \
     ${CELLS[$name]} "${threads[@]}"
+  python -m cope.cache_archive export "$cache" "$archive"
 done
