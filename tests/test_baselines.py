@@ -10,7 +10,7 @@ from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
 from cope.engine import CascadeMethod, StageSpec
 from cope.errors import ConfigError
-from cope.generator import Generator, ModelBinding
+from cope.generator import Generator, ModelBinding, RetaggingGenerator
 from cope.runner import run
 from cope.tasks.base import Problem, Task
 from cope.tasks.math import EXECUTOR, PROGRAM_EXECUTOR
@@ -212,6 +212,19 @@ def test_frugalgpt_accepts_when_the_scorer_is_confident(probability, resolved):
     assert scorer.seen == [(PROBLEM.question, boxed("4"))]
     assert result.answer == ("4" if resolved == "small" else "9")
     assert sum(r.model_identity == "large" for r in backend.requests) == (resolved == "large")
+
+
+def test_a_scored_stage_keeps_its_scorer_when_parts_of_a_problem_retag_samples():
+    # agent steps and chat turns run the method through with_generator
+    scorer = FixedScorer(0.9)
+    method, backend = build(stages_of("method=frugalgpt"), responder(cot=["4"], large="9"),
+                            scorers={"small": scorer})
+    seen = []
+    method.generator.on_sample = lambda tag, generation: seen.append(tag)
+    step = method.with_generator(RetaggingGenerator(method.generator, "episode-7", step=3))
+    result = solve(step)
+    assert result.resolved_stage == "small" and scorer.seen == [(PROBLEM.question, boxed("4"))]
+    assert [(tag.problem_id, tag.extra["step"]) for tag in seen] == [("episode-7", 3)]
 
 
 def test_a_scored_stage_without_a_scorer_is_refused():
