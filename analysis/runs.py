@@ -10,23 +10,22 @@ runs (their finished problems only), never silently as complete ones.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cope.config import MethodConfig
 from cope.records import read_complete_lines
 
-# The stage lists of the methods in conf/method/: a run whose order differs was a
-# `method.order=[...]` override and gets its own cell.
-DEFAULT_ORDER = {
-    "cope": ("s1", "s2", "s3"), "cope_s1s2": ("s1", "s2"), "cope_s2s3": ("s2", "s3"),
-    "cope_s1s3": ("s1", "s3"), "large": ("solve",), "small_single": ("solve",),
-    "small_majority": ("solve",),
-}
-DEFAULT_VOTES, DEFAULT_TAUS = 8, (0.75, 0.5)
+# the method schema's defaults (cope.config.MethodConfig), which are COPE's
+SCHEMA_DEFAULTS = {"votes": MethodConfig.votes, "tau1": MethodConfig.tau1,
+                   "tau2": MethodConfig.tau2, "threshold_op": MethodConfig.threshold_op}
+DEFAULT_VOTES, DEFAULT_TAUS = MethodConfig.votes, (MethodConfig.tau1, MethodConfig.tau2)
 SMALL_ONLY = ("small_single", "small_majority")
 # tasks without a per-problem verdict: their answers are judged pairwise (python -m cope.judge)
 PAIRWISE_JUDGED_TASKS = ("mt_bench",)
@@ -73,6 +72,39 @@ def _n_selected(config: dict[str, Any], metrics: dict[str, Any] | None) -> int |
     return len(task["ids"]) if task.get("ids") else task.get("limit")
 
 
+METHOD_CONF_DIR = Path(os.environ.get("COPE_CONFIG_DIR")
+                       or Path(__file__).resolve().parent.parent / "conf") / "method"
+CELL_SETTINGS = ("order", "votes", "tau1", "tau2", "threshold_op")
+
+
+@functools.cache
+def method_defaults(method: str) -> dict[str, Any]:
+    """The cell settings a method has when composed without overrides: the schema's votes,
+    tau1, tau2 and threshold_op, then whatever conf/method/<method>.yaml (after its defaults
+    list) sets, order included. A run that differs from them was an override and is a cell of
+    its own. A method not in conf/ gets the schema's settings and no fixed order."""
+    settings: dict[str, Any] = dict(SCHEMA_DEFAULTS)
+    path = METHOD_CONF_DIR / f"{method}.yaml"
+    if not path.is_file():
+        return settings
+    data = yaml.safe_load(path.read_text()) or {}
+    for parent in data.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_":
+            settings.update(method_defaults(parent))
+    settings.update({key: data[key] for key in CELL_SETTINGS if key in data})
+    if "order" in settings:
+        settings["order"] = tuple(settings["order"])
+    return settings
+
+
+def default_settings(method: str) -> dict[str, Any]:
+    """A method's default order (None: any), votes, (tau1, tau2) and threshold_op, in the
+    form `cell_of` gives them."""
+    d = method_defaults(method)
+    return {"order": d.get("order"), "votes": int(d["votes"]),
+            "taus": (float(d["tau1"]), float(d["tau2"])), "threshold_op": d["threshold_op"]}
+
+
 def cell_of(config: dict[str, Any]) -> dict[str, Any]:
     """What makes a run a cell of a table: task, pair, method, stages, votes, thresholds, seed."""
     method = config["method"]
@@ -96,13 +128,14 @@ def cell_of(config: dict[str, Any]) -> dict[str, Any]:
 def cell_label(cell: dict[str, Any]) -> str:
     """A short name: the method, then what differs from its defaults (seed excluded)."""
     parts = [cell["method"]]
-    if cell["order"] != DEFAULT_ORDER.get(cell["method"], cell["order"]):
+    default = default_settings(cell["method"])
+    if default["order"] is not None and cell["order"] != default["order"]:
         parts.append("stages=" + "+".join(cell["order"]))
-    if cell["uses_votes"] and cell["votes"] != DEFAULT_VOTES:
+    if cell["uses_votes"] and cell["votes"] != default["votes"]:
         parts.append(f"n={cell['votes']}")
-    if cell["uses_taus"] and (cell["tau1"], cell["tau2"]) != DEFAULT_TAUS:
+    if cell["uses_taus"] and (cell["tau1"], cell["tau2"]) != default["taus"]:
         parts.append(f"tau={cell['tau1']:g}/{cell['tau2']:g}")
-    if cell["uses_taus"] and cell["threshold_op"] != "gt":
+    if cell["uses_taus"] and cell["threshold_op"] != default["threshold_op"]:
         parts.append(cell["threshold_op"])
     return " ".join(parts)
 

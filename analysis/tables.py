@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import published
-from analysis.runs import DEFAULT_ORDER, DEFAULT_TAUS, DEFAULT_VOTES, run_summary
+from analysis.runs import default_settings, run_summary
 from analysis.stats import mean_std, wilson_interval
 
 TASK_NAMES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime2024": "AIME-2024", "mbpp": "MBPP",
@@ -67,10 +67,15 @@ def _num(value: float | None, digits: int = 1) -> str:
 # ---------------------------------------------------------------- picking runs for cells
 
 def matching(runs: Sequence[dict], task: str, pair: str, method: str, *, order=None,
-             votes: int = DEFAULT_VOTES, taus: tuple[float, float] = DEFAULT_TAUS,
-             threshold_op: str = "gt") -> list[dict]:
-    """Runs of one cell (any seed): votes and thresholds count only for methods using them."""
-    want_order = tuple(order or DEFAULT_ORDER.get(method, ()))
+             votes: int | None = None, taus: tuple[float, float] | None = None,
+             threshold_op: str | None = None) -> list[dict]:
+    """Runs of one cell (any seed). Settings not given are the method's defaults
+    (conf/method/); votes and thresholds count only for methods using them."""
+    default = default_settings(method)
+    want_order = tuple(order or default["order"] or ())
+    votes = default["votes"] if votes is None else votes
+    taus = default["taus"] if taus is None else tuple(taus)
+    threshold_op = threshold_op or default["threshold_op"]
     out = []
     for run in runs:
         c = run["cell"]
@@ -80,7 +85,7 @@ def matching(runs: Sequence[dict], task: str, pair: str, method: str, *, order=N
             continue
         if c["uses_votes"] and c["votes"] != votes:
             continue
-        if c["uses_taus"] and ((c["tau1"], c["tau2"]) != tuple(taus) or c["threshold_op"] != threshold_op):
+        if c["uses_taus"] and ((c["tau1"], c["tau2"]) != taus or c["threshold_op"] != threshold_op):
             continue
         out.append(run)
     return out

@@ -3,11 +3,15 @@
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from analysis import published
-from analysis.runs import load_runs
+from analysis.runs import METHOD_CONF_DIR, cell_label, cell_of, load_runs
 from analysis.stats import mean_std, wilson_interval
-from analysis.tables import all_tables, main_results, seeds_table, stages_table, thresholds_table
+from analysis.tables import (all_tables, main_results, matching, seeds_table, stages_table,
+                             thresholds_table)
+
+from conftest import compose_config
 
 TASK, PAIR = "gsm8k", "qwen-coder-cpu"
 
@@ -53,20 +57,34 @@ def test_a_paper_pair_selects_its_column(runs):
     assert row(table, "cope")[1:3] == ["75.2", "3,725"]
 
 
+def baseline_cell(*overrides):
+    """The cell a run of a baseline method, as conf/ composes it, belongs to."""
+    config = compose_config([f"task={TASK}", f"pair={PAIR}", *overrides])
+    return cell_of(OmegaConf.to_container(config, resolve=True))
+
+
 def test_baseline_rows_are_filled_from_their_cope_methods(runs):
-    # relabel two finished cells as baseline runs; ABC's run lives on the three-tier pair
+    # give two finished runs the cells of baseline methods at their own defaults (ABC: three
+    # unanimous samples per tier, thresholds 1.0 with >=, the three-tier pair; FrugalGPT: one
+    # greedy answer, tau1 0.5), which differ from COPE's votes and thresholds
     source = {r["cell"]["method"]: r for r in runs}
-    relabelled = [{**source["large"], "cell": {**source["large"]["cell"], "method": "mot_vote"}},
-                  {**source["cope"], "cell": {**source["cope"]["cell"], "method": "abc",
-                                              "pair": "tiers-cpu"}}]
+    relabelled = [{**source["large"], "cell": baseline_cell("method=frugalgpt")},
+                  {**source["cope"], "cell": baseline_cell("method=abc", "pair=tiers-cpu")}]
+    assert relabelled[1]["cell"]["votes"] == 3 and relabelled[1]["cell"]["threshold_op"] == "ge"
     table = main_results(relabelled, TASK, PAIR, "table3")
-    expected = {"MoT cascade (vote)": source["large"], "ABC": source["cope"]}
+    expected = {"FrugalGPT": source["large"], "ABC": source["cope"]}
     for name, run in expected.items():
         low, high = wilson_interval(sum(bool(p["correct"]) for p in run["problems"]),
                                     len(run["problems"]))
         assert row(table, name)[3].endswith(f"[{100 * low:.1f}, {100 * high:.1f}]")
     assert row(table, "MoT cascade (verify)")[3:] == ["-", "-", "-"]
     assert any("ABC runs on pair=tiers-cpu" in note for note in table.notes)
+    assert [cell_label(run["cell"]) for run in relabelled] == ["frugalgpt", "abc"]
+    # an override of a baseline's own setting is a cell of its own, not its row
+    votes5 = {**source["cope"],
+              "cell": baseline_cell("method=abc", "pair=tiers-cpu", "method.votes=5")}
+    assert cell_label(votes5["cell"]) == "abc n=5"
+    assert row(main_results([votes5], TASK, PAIR, "table3"), "ABC")[3] == "-"
 
 
 def test_ablation_tables_map_runs_by_config(runs, analysis_sweep):
@@ -103,3 +121,12 @@ def test_every_table_renders(runs):
     t9 = tables[3]
     assert [r[0] for r in t9.rows] == ["n=4", "n=8", "n=32"]
     assert row(t9, "n=32")[1:3] == ["74.4", "85.7"]
+
+
+@pytest.mark.parametrize("method", sorted(p.stem for p in METHOD_CONF_DIR.glob("*.yaml")))
+def test_every_method_composed_without_overrides_is_its_own_default_cell(method):
+    pair = "tiers-cpu" if method == "abc" else PAIR
+    cell = baseline_cell(f"method={method}", f"pair={pair}")
+    assert cell_label(cell) == method
+    run = {"cell": cell, "problems": []}
+    assert matching([run], TASK, pair, method) == [run]
