@@ -17,19 +17,30 @@
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
 #   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
 #   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: large, small_single, cope
+#
+# Table 3's baselines run as cope methods: abc (on pair=tiers-cpu, which adds SmolLM2-135M
+# below the small model), mot_vote, mot_verify and frugalgpt. FrugalGPT's scorer is trained
+# first, once, on GSM8K test problems 1119-1318 (disjoint from the evaluated ones), into
+# $OUT-training/ (outside $OUT, so the report does not take the training run for a cell).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASK=${TASK:-gsm8k}
 OUT=${OUT:-experiments/results/$TASK-cpu}
 LIMIT=${LIMIT:-100}
-mkdir -p "$OUT"
+TRAINING=${TRAINING:-$OUT-training}
+mkdir -p "$OUT" "$TRAINING"
 task_args=("task=$TASK")
+scorer=$(realpath -m "$TRAINING/frugalgpt-scorer.json")
 
 declare -A CELLS=(
   [large]="method=large"
   [small_single]="method=small_single"
   [cope]="method=cope"
   [small_majority]="method=small_majority"
+  [abc]="method=abc pair=tiers-cpu"
+  [mot_vote]="method=mot_vote"
+  [mot_verify]="method=mot_verify"
+  [frugalgpt]="method=frugalgpt method.stages.small.scorer=$scorer"
   [cope_s1s2]="method=cope_s1s2"
   [cope_votes4]="method=cope method.votes=4"
   [cope_tau0.5-0.5]="method=cope method.tau1=0.5 method.tau2=0.5"
@@ -39,8 +50,9 @@ declare -A CELLS=(
   [cope_s1s3]="method=cope_s1s3"
   [cope_votes16]="method=cope method.votes=16"
 )
-ORDER=(large small_single cope small_majority cope_s1s2 cope_votes4 cope_tau0.5-0.5
-       cope_tau0.75-0.75 cope_tau0.5-0.75 cope_s2s3 cope_s1s3 cope_votes16)
+ORDER=(large small_single cope small_majority abc mot_vote mot_verify frugalgpt cope_s1s2
+       cope_votes4 cope_tau0.5-0.5 cope_tau0.75-0.75 cope_tau0.5-0.75 cope_s2s3 cope_s1s3
+       cope_votes16)
 if [ "$TASK" = mbpp ]; then
   task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
   ORDER=(large small_single cope small_majority)
@@ -59,11 +71,24 @@ fi
 threads=()
 [ -n "${THREADS:-}" ] && threads=("backend.n_threads=$THREADS")
 
+common=(backend=llamacpp concurrency=1 progress=false resume=true cache.path="$cache")
+
+train_frugalgpt_scorer() {
+  [ -f "$scorer" ] && return
+  [ "$TASK" = gsm8k ] || { echo "frugalgpt: a scorer is trained here for gsm8k only" >&2; exit 2; }
+  echo "== frugalgpt scorer: training on GSM8K test problems 1119-1318"
+  python -m cope.baselines.frugalgpt train --out "$scorer" "${task_args[@]}" task.offset=1119 \
+    task.limit=200 pair=qwen-coder-cpu run_dir="$TRAINING/frugalgpt" "${common[@]}" "${threads[@]}"
+}
+
 for name in "${ORDER[@]}"; do
+  [ -n "${CELLS[$name]:-}" ] || { echo "no cell named $name" >&2; exit 2; }
+  [ "$name" = frugalgpt ] && train_frugalgpt_scorer
+  pair=(pair=qwen-coder-cpu)
+  [[ " ${CELLS[$name]} " == *" pair="* ]] && pair=()  # the cell names its own pair
   echo "== $name: ${CELLS[$name]}"
   # shellcheck disable=SC2086
-  cope "${task_args[@]}" task.limit="$LIMIT" pair=qwen-coder-cpu backend=llamacpp concurrency=1 \
-    progress=false resume=true run_dir="$OUT/$name" cache.path="$cache" \
+  cope "${task_args[@]}" task.limit="$LIMIT" "${pair[@]}" run_dir="$OUT/$name" "${common[@]}" \
     ${CELLS[$name]} "${threads[@]}"
   python -m cope.cache_archive export "$cache" "$archive"
 done
