@@ -72,8 +72,8 @@ def _n_selected(config: dict[str, Any], metrics: dict[str, Any] | None) -> int |
     return len(task["ids"]) if task.get("ids") else task.get("limit")
 
 
-METHOD_CONF_DIR = Path(os.environ.get("COPE_CONFIG_DIR")
-                       or Path(__file__).resolve().parent.parent / "conf") / "method"
+CONF_DIR = Path(os.environ.get("COPE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "conf")
+METHOD_CONF_DIR = CONF_DIR / "method"
 CELL_SETTINGS = ("order", "votes", "tau1", "tau2", "threshold_op")
 
 
@@ -105,13 +105,50 @@ def default_settings(method: str) -> dict[str, Any]:
             "taus": (float(d["tau1"]), float(d["tau2"])), "threshold_op": d["threshold_op"]}
 
 
+@functools.cache
+def _pair_confs() -> tuple[dict[str, Any], ...]:
+    """conf/pair/*.yaml: name and roles of every pair."""
+    out = []
+    for path in sorted((CONF_DIR / "pair").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        out.append({"name": data.get("name", path.stem), "roles": data.get("roles") or {}})
+    return tuple(out)
+
+
+@functools.cache
+def _two_model_pairs() -> dict[tuple[str, str], str]:
+    """(small, large) model -> the name of the conf/pair that has just those two roles."""
+    out: dict[tuple[str, str], str] = {}
+    for pair in _pair_confs():
+        if set(pair["roles"]) == {"small", "large"}:
+            out.setdefault((pair["roles"]["small"], pair["roles"]["large"]), pair["name"])
+    return out
+
+
+def comparison_pair(pair: dict[str, Any]) -> str:
+    """The pair a run is compared within: its own, except that a pair with more roles than
+    small and large (ABC's three tiers) joins the two-model pair of the same small and large
+    models, so ABC is tested against, and plotted with, that pair's large model alone."""
+    roles = pair.get("roles") or {}
+    if set(roles) - {"small", "large"} and {"small", "large"} <= set(roles):
+        return _two_model_pairs().get((roles["small"], roles["large"]), pair["name"])
+    return pair["name"]
+
+
+def pairs_joining(pair_name: str) -> list[str]:
+    """The conf/pair pairs with more roles whose runs are compared within `pair_name`."""
+    return [pair["name"] for pair in _pair_confs()
+            if pair["name"] != pair_name and comparison_pair(pair) == pair_name]
+
+
 def cell_of(config: dict[str, Any]) -> dict[str, Any]:
     """What makes a run a cell of a table: task, pair, method, stages, votes, thresholds, seed."""
     method = config["method"]
     task = config["task"]
     return {
         "task": task["name"],
-        "pair": config["pair"]["name"],
+        "pair": comparison_pair(config["pair"]),
+        "run_pair": config["pair"]["name"],  # differs from pair for three-tier pairs
         "method": method["name"],
         "order": tuple(method["order"]),
         "votes": int(method.get("votes", DEFAULT_VOTES)),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import published
-from analysis.runs import default_settings, run_summary
+from analysis.runs import default_settings, pairs_joining, run_summary
 from analysis.stats import mean_std, wilson_interval
 
 TASK_NAMES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime2024": "AIME-2024", "mbpp": "MBPP",
@@ -24,8 +24,6 @@ NOT_RUN = "-"
 # the paper's baseline rows -> the cope methods that implement them (conf/method/)
 BASELINE_METHODS = {"MoT cascade (vote)": "mot_vote", "MoT cascade (verify)": "mot_verify",
                     "MoT cascade": "mot_vote", "ABC": "abc", "FrugalGPT": "frugalgpt"}
-# ABC needs three tiers: the pair that adds a tiny model below a two-model pair's small one
-TIERED_PAIRS = {"qwen-coder-cpu": "tiers-cpu"}
 
 
 @dataclass
@@ -130,18 +128,19 @@ def main_results(runs, task: str, pair: str, which: str = "table3") -> Table:
     rows = []
     for row_name, values in data.items():
         acc, cost = values[col]
-        method = BASELINE_METHODS.get(row_name, row_name)
-        run_pair = TIERED_PAIRS.get(pair, pair) if method == "abc" else pair
-        o = ours(pick(matching(runs, task, run_pair, method)))
+        o = ours(pick(matching(runs, task, pair, BASELINE_METHODS.get(row_name, row_name))))
         rows.append([row_name, _num(acc), _num(cost, 0), o["acc"], o["cost"], o["n"]])
+    abc = pick(matching(runs, task, pair, "abc"))
+    tiers = [abc["cell"]["run_pair"]] if abc else pairs_joining(pair)
     number = which[-1]
     return Table(which, f"Table {number}: main results ({bench} in the paper)",
                  ["method", "paper acc", "paper cost", "ours acc", "ours cost", "ours n"], rows,
                  [_setting_note(task, pair, f"{bench}, {paper_pair}, 500 problems"),
                   "Baselines as cope methods: " + ", ".join(
                       f"{name} = method={m}" for name, m in BASELINE_METHODS.items()
-                      if name in data) + f"; ABC runs on pair={TIERED_PAIRS.get(pair, pair)} "
-                  "(a third, tiny model below the small one)."]
+                      if name in data) + "; ABC runs on "
+                  + (f"pair={' or '.join(tiers)}" if tiers else "a pair with three roles")
+                  + " (a third, tiny model below the same small and large ones)."]
                  + ([f"Filled from task={task} runs (code: accuracy is the share of problems "
                      "whose answer passes the hidden tests)."] if which == "table5" else []))
 

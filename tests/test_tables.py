@@ -128,5 +128,16 @@ def test_every_method_composed_without_overrides_is_its_own_default_cell(method)
     pair = "tiers-cpu" if method == "abc" else PAIR
     cell = baseline_cell(f"method={method}", f"pair={pair}")
     assert cell_label(cell) == method
+    assert cell["run_pair"] == pair and cell["pair"] == PAIR  # ABC's tiers join the CPU pair
     run = {"cell": cell, "problems": []}
-    assert matching([run], TASK, pair, method) == [run]
+    assert matching([run], TASK, PAIR, method) == [run]
+
+
+def test_three_tier_runs_are_tested_against_the_two_model_pairs_large_alone(runs):
+    from analysis.significance import comparisons
+
+    source = {r["cell"]["method"]: r for r in runs if r["cell"]["seed"] == 0}
+    abc = {**source["cope"], "label": "abc",
+           "cell": baseline_cell("method=abc", "pair=tiers-cpu")}
+    rows = comparisons([source["large"], abc], resamples=200)
+    assert [(r["method"], r["pair"], r["reference"]) for r in rows] == [("abc", PAIR, "large")]
