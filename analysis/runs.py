@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from analysis.method_defaults import CONF_DIR, default_settings, variant_label, variant_of
 from cope.config import MethodConfig
 from cope.records import read_complete_lines
 
 # the method schema's defaults (cope.config.MethodConfig), which are COPE's
-SCHEMA_DEFAULTS = {"votes": MethodConfig.votes, "tau1": MethodConfig.tau1,
-                   "tau2": MethodConfig.tau2, "threshold_op": MethodConfig.threshold_op}
 DEFAULT_VOTES, DEFAULT_TAUS = MethodConfig.votes, (MethodConfig.tau1, MethodConfig.tau2)
 SMALL_ONLY = ("small_single", "small_majority")
 # tasks without a per-problem verdict: their answers are judged pairwise (python -m cope.judge)
@@ -72,39 +70,6 @@ def _n_selected(config: dict[str, Any], metrics: dict[str, Any] | None) -> int |
     return len(task["ids"]) if task.get("ids") else task.get("limit")
 
 
-CONF_DIR = Path(os.environ.get("COPE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "conf")
-METHOD_CONF_DIR = CONF_DIR / "method"
-CELL_SETTINGS = ("order", "votes", "tau1", "tau2", "threshold_op")
-
-
-@functools.cache
-def method_defaults(method: str) -> dict[str, Any]:
-    """The cell settings a method has when composed without overrides: the schema's votes,
-    tau1, tau2 and threshold_op, then whatever conf/method/<method>.yaml (after its defaults
-    list) sets, order included. A run that differs from them was an override and is a cell of
-    its own. A method not in conf/ gets the schema's settings and no fixed order."""
-    settings: dict[str, Any] = dict(SCHEMA_DEFAULTS)
-    path = METHOD_CONF_DIR / f"{method}.yaml"
-    if not path.is_file():
-        return settings
-    data = yaml.safe_load(path.read_text()) or {}
-    for parent in data.get("defaults", []):
-        if isinstance(parent, str) and parent != "_self_":
-            settings.update(method_defaults(parent))
-    settings.update({key: data[key] for key in CELL_SETTINGS if key in data})
-    if "order" in settings:
-        settings["order"] = tuple(settings["order"])
-    return settings
-
-
-def default_settings(method: str) -> dict[str, Any]:
-    """A method's default order (None: any), votes, (tau1, tau2) and threshold_op, in the
-    form `cell_of` gives them."""
-    d = method_defaults(method)
-    return {"order": d.get("order"), "votes": int(d["votes"]),
-            "taus": (float(d["tau1"]), float(d["tau2"])), "threshold_op": d["threshold_op"]}
-
-
 @functools.cache
 def _pair_confs() -> tuple[dict[str, Any], ...]:
     """conf/pair/*.yaml: name and roles of every pair."""
@@ -142,7 +107,8 @@ def pairs_joining(pair_name: str) -> list[str]:
 
 
 def cell_of(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a run a cell of a table: task, pair, method, stages, votes, thresholds, seed."""
+    """What makes a run a cell of a table: task, pair, method, stages, votes, thresholds, seed,
+    and any other change to the method's defaults (its variant)."""
     method = config["method"]
     task = config["task"]
     return {
@@ -159,6 +125,7 @@ def cell_of(config: dict[str, Any]) -> dict[str, Any]:
         "uses_votes": any(int(stage.get("votes", 1)) > 1 for stage in method["stages"].values()),
         "uses_taus": any(stage.get("threshold") is not None
                          for name, stage in method["stages"].items() if name in method["order"]),
+        "variant": variant_of(config),
     }
 
 
@@ -174,6 +141,8 @@ def cell_label(cell: dict[str, Any]) -> str:
         parts.append(f"tau={cell['tau1']:g}/{cell['tau2']:g}")
     if cell["uses_taus"] and cell["threshold_op"] != default["threshold_op"]:
         parts.append(cell["threshold_op"])
+    if cell.get("variant"):
+        parts.append(variant_label(cell["variant"]))
     return " ".join(parts)
 
 

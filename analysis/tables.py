@@ -2,7 +2,8 @@
 ours, as Markdown and LaTeX.
 
 Runs map to cells through their config.yaml (see `analysis.runs.cell_of`): method name,
-stage order, votes, tau1/tau2, threshold comparison, pair, seed and task. A cell with
+stage order, votes, tau1/tau2, threshold comparison, pair, seed and task; a run with any
+other change to its method (`analysis.method_defaults.variant_of`) fills no row. A cell with
 several seeds uses seed 0 (or the lowest present), except Table 13, which is about seeds.
 Our accuracy carries a 95% Wilson interval and the number of problems it rests on; an
 unfinished run is marked and counted for what it finished.
@@ -66,9 +67,11 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def matching(runs: Sequence[dict], task: str, pair: str, method: str, *, order=None,
              votes: int | None = None, taus: tuple[float, float] | None = None,
-             threshold_op: str | None = None) -> list[dict]:
+             threshold_op: str | None = None, variant: tuple = ()) -> list[dict]:
     """Runs of one cell (any seed). Settings not given are the method's defaults
-    (conf/method/); votes and thresholds count only for methods using them."""
+    (conf/method/); votes and thresholds count only for methods using them. A run whose
+    method was otherwise changed (its variant, e.g. plan_max_tokens=128) matches only
+    when that variant is asked for."""
     default = default_settings(method)
     want_order = tuple(order or default["order"] or ())
     votes = default["votes"] if votes is None else votes
@@ -84,6 +87,8 @@ def matching(runs: Sequence[dict], task: str, pair: str, method: str, *, order=N
         if c["uses_votes"] and c["votes"] != votes:
             continue
         if c["uses_taus"] and ((c["tau1"], c["tau2"]) != taus or c["threshold_op"] != threshold_op):
+            continue
+        if tuple(c.get("variant", ())) != tuple(variant):
             continue
         out.append(run)
     return out

@@ -6,7 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from analysis import published
-from analysis.runs import METHOD_CONF_DIR, cell_label, cell_of, load_runs
+from analysis.method_defaults import METHOD_CONF_DIR
+from analysis.runs import cell_label, cell_of, load_runs
 from analysis.stats import mean_std, wilson_interval
 from analysis.tables import (all_tables, main_results, matching, seeds_table, stages_table,
                              thresholds_table)
@@ -141,3 +142,38 @@ def test_three_tier_runs_are_tested_against_the_two_model_pairs_large_alone(runs
            "cell": baseline_cell("method=abc", "pair=tiers-cpu")}
     rows = comparisons([source["large"], abc], resamples=200)
     assert [(r["method"], r["pair"], r["reference"]) for r in rows] == [("abc", PAIR, "large")]
+
+
+@pytest.mark.parametrize("overrides, label", [
+    (["method=cope", "method.plan_max_tokens=128"], "cope plan_max_tokens=128"),
+    (["method=cope", "method.stages.s1.plan=guideline", "method.stages.s2.plan=none"],
+     "cope s1.plan=guideline s2.plan=none"),
+    (["method=cope", "method.stages.s3.executor_temperature=0.7", "method.votes=4"],
+     "cope n=4 s3.executor_temperature=0.7"),
+    (["method=mot_verify", "method.max_tokens=256"], "mot_verify max_tokens=256"),
+])
+def test_any_other_change_to_a_method_is_a_cell_of_its_own(runs, overrides, label):
+    cell = baseline_cell(*overrides)
+    assert cell_label(cell) == label
+    run = {**next(r for r in runs if r["cell"]["method"] == "cope"), "cell": cell}
+    method = cell["method"]
+    # it fills no default row, and is found when its variant is asked for
+    assert matching([run], TASK, PAIR, method, votes=cell["votes"]) == []
+    assert matching([run], TASK, PAIR, method, votes=cell["votes"],
+                    variant=cell["variant"]) == [run]
+    if method == "cope" and cell["votes"] == 8:
+        assert row(main_results([run], TASK, PAIR, "table3"), "cope")[3] == "-"
+
+
+def test_a_variant_is_read_against_the_runs_own_settings():
+    # an interpolated stage default (${method.plan_max_tokens}) follows the run's method, so the
+    # change shows once; the scorer's path and fields older records lack are no variant
+    cell = baseline_cell("method=frugalgpt", "method.stages.small.scorer=/elsewhere/s.json")
+    assert cell["variant"] == () and cell_label(cell) == "frugalgpt"
+    config = OmegaConf.to_container(compose_config([f"task={TASK}", f"pair={PAIR}", "method=cope",
+                                                    "method.plan_max_tokens=128"]), resolve=True)
+    assert cell_of(config)["variant"] == (("plan_max_tokens", 128),)
+    for stage in config["method"]["stages"].values():
+        del stage["style"], stage["confidence"]
+    del config["task"]["confidence"]
+    assert cell_of(config)["variant"] == (("plan_max_tokens", 128),)
