@@ -49,10 +49,12 @@ declare -A CELLS=(
   [cope_s2s3]="method=cope_s2s3"
   [cope_s1s3]="method=cope_s1s3"
   [cope_votes16]="method=cope method.votes=16"
+  # more than half of the plans stop at plan_max_tokens=64 on this pair: a longer budget
+  [cope_plan128]="method=cope method.plan_max_tokens=128"
 )
 ORDER=(large small_single cope small_majority abc mot_vote mot_verify frugalgpt cope_s1s2
        cope_votes4 cope_tau0.5-0.5 cope_tau0.75-0.75 cope_tau0.5-0.75 cope_s2s3 cope_s1s3
-       cope_votes16)
+       cope_votes16 cope_plan128)
 if [ "$TASK" = mbpp ]; then
   task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
   ORDER=(large small_single cope small_majority)
