@@ -67,6 +67,8 @@ def test_train_then_run_frugalgpt(tmp_path, home, scripted):
     assert training["problem_ids"] == [str(i) for i in range(1119, 1135)]
     assert (training["n"], training["n_right"]) == (16, 8)
     assert training["model"] == "qwen-coder-0.5b" and training["stage"] == "small"
+    # careful and sloppy answers are told apart on held-out folds too, not just fitted
+    assert training["majority_accuracy"] == 0.5 and training["cross_validated_auc"] > 0.9
     # the training run answered with the cheap tier alone
     train_metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert train_metrics["resolved_by_stage"] == {"small": 16} and train_metrics["large_calls"] == 0
@@ -114,3 +116,10 @@ def test_command_line_reports_errors_without_a_traceback(tmp_path, home, capsys)
     assert "no stage with confidence=scorer; name one with --stage" in capsys.readouterr().err
     assert main(["train", "--stage", "s9", "method=cope", *base(tmp_path, "t")]) == 2
     assert "Unknown stage 's9'" in capsys.readouterr().err
+
+
+def test_too_few_of_a_kind_for_cross_validation():
+    data = fit(["a", "b", "c"], ["yes", "no", "no"], [True, False, False], SentenceEncoder.shared())
+    training = data["training"]
+    assert training["cross_validated_auc"] is None
+    assert training["majority_accuracy"] == pytest.approx(2 / 3)

@@ -93,8 +93,9 @@ def fit(questions: list[str], responses: list[str], labels: list[bool], encoder,
             f"All {len(labels)} training answers were {'right' if n_right else 'wrong'}: a scorer "
             "needs both kinds. Train on more (or other) problems, e.g. a larger task.limit.")
     x = features(encoder, questions, responses)
+    y = [int(bool(label)) for label in labels]
     model = LogisticRegression(C=c, max_iter=2000)
-    model.fit(x, [int(bool(label)) for label in labels])
+    model.fit(x, y)
     return {
         "format": FORMAT,
         "encoder": encoder.identity,
@@ -103,8 +104,27 @@ def fit(questions: list[str], responses: list[str], labels: list[bool], encoder,
         "bias": float(model.intercept_[0]),
         "regularization_c": c,
         "training": dict(training or {}, n=len(labels), n_right=n_right,
-                         train_accuracy=float(model.score(x, [int(bool(v)) for v in labels]))),
+                         train_accuracy=float(model.score(x, y)),
+                         majority_accuracy=max(n_right, len(y) - n_right) / len(y),
+                         cross_validated_auc=cross_validated_auc(x, y, c)),
     }
+
+
+def cross_validated_auc(x, y: list[int], c: float, folds: int = 5) -> float | None:
+    """ROC AUC of out-of-fold probabilities: whether the scorer tells right answers from wrong
+    ones on problems it was not fitted to (0.5 is chance). Training accuracy cannot say this
+    when most answers are wrong. None when a class has fewer than two examples."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = min(folds, sum(y), len(y) - sum(y))
+    if folds < 2:
+        return None
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    held_out = cross_val_predict(LogisticRegression(C=c, max_iter=2000), x, y, cv=split,
+                                 method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, held_out))
 
 
 def load_scorers(cfg, problems) -> dict[str, FrugalScorer]:
@@ -224,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     training = json.loads(path.read_text())["training"]
+    auc = training.get("cross_validated_auc")
     print(f"scorer trained on {training['n']} problems ({training['n_right']} answered right), "
-          f"training accuracy {training['train_accuracy']:.1%}\n{path}")
+          f"training accuracy {training['train_accuracy']:.1%} (always the majority answer: "
+          f"{training['majority_accuracy']:.1%}), cross-validated AUC "
+          f"{'n/a' if auc is None else f'{auc:.2f}'}\n{path}")
     return 0
 
 
