@@ -57,6 +57,14 @@ def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
             "cost": bootstrap_mean_interval(cost, resamples=resamples, seed=seed)}
 
 
+def on_full_problem_set(points: Sequence[dict]) -> list[dict]:
+    """The points that rest on the most problems of their group, the only ones a frontier
+    may be drawn through: a run stopped after 7 problems is not comparable with finished
+    ones (its 7 may be the easy ones), so it is shown but cannot define the frontier."""
+    full = max((p["n"] for p in points), default=0)
+    return [p for p in points if p["n"] == full]
+
+
 def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
                 gap_costs: Sequence = ()) -> list[Path]:
     return save(pareto_figure(points, title, gap_costs), path)
@@ -65,19 +73,23 @@ def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
 def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence = ()):
     """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
     log axis: they are drawn as horizontal reference lines, as is large alone. `gap_costs`
-    (`analysis.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap."""
+    (`analysis.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap. Points
+    on fewer problems than the others are drawn hollow and kept off the frontier."""
     fig, ax = subplots(figsize=(6.4, 4.4))
     priced = [p for p in points if p["cost"].estimate > 0]
+    full = on_full_problem_set(points)
     front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
-                             for p in points])
+                             for p in full])
     for p in priced:
         acc, cost = p["accuracy"], p["cost"]
+        hollow = not any(p is q for q in full)
         # a percentile interval need not hold its estimate to the last bit: errors are >= 0
         ax.errorbar(cost.estimate, 100 * acc.estimate,
                     xerr=[[max(0.0, cost.estimate - cost.low)], [max(0.0, cost.high - cost.estimate)]],
                     yerr=[[max(0.0, 100 * (acc.estimate - acc.low))],
                           [max(0.0, 100 * (acc.high - acc.estimate))]],
-                    fmt="o", capsize=3, label=f"{p['label']} (n={p['n']})")
+                    fmt="o", capsize=3, mfc="none" if hollow else None,
+                    label=f"{p['label']} (n={p['n']}{', fewer problems' if hollow else ''})")
     front_priced = [f for f in front if f.cost > 0]
     if front_priced:
         ax.plot([f.cost for f in front_priced], [100 * f.accuracy for f in front_priced], "k--",

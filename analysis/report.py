@@ -63,7 +63,9 @@ def _one_per_label(runs: list[dict]) -> list[dict]:
 
 def pareto_section(group: list[dict], resamples: int) -> dict[str, Any]:
     points = [plots.run_point(run, resamples=resamples) for run in _one_per_label(group)]
-    plain = [Point(p["label"], p["cost"].estimate, p["accuracy"].estimate) for p in points]
+    # the frontier and the gap are read off the runs on the full problem set only
+    plain = [Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
+             for p in plots.on_full_problem_set(points)]
     out: dict[str, Any] = {
         "points": [{"label": p["label"], "n": p["n"], "accuracy": asdict(p["accuracy"]),
                     "cost_usd_per_million": asdict(p["cost"])} for p in points],
@@ -72,7 +74,8 @@ def pareto_section(group: list[dict], resamples: int) -> dict[str, Any]:
     small = [q for q in plain if q.label in SMALL_ONLY]
     large = [q for q in plain if q.label == "large"]
     if not small or not large:
-        out["gap"] = "needs a small-only run (small_single or small_majority) and a large run"
+        out["gap"] = ("needs a small-only run (small_single or small_majority) and a large run, "
+                      "both on the full problem set")
     else:
         best_small = max(small, key=lambda q: q.accuracy)
         try:
@@ -100,8 +103,9 @@ def pareto_markdown(name: str, section: dict[str, Any]) -> str:
                      f"{c['high']:,.1f}] | {'yes' if p['label'] in front else ''} |")
     ns = {p["n"] for p in section["points"]}
     if len(ns) > 1:
-        lines += ["", f"Points rest on different numbers of problems ({sorted(ns)}): rerun with "
-                  "--common-problems to compare them on the same problems."]
+        lines += ["", f"Points rest on different numbers of problems ({sorted(ns)}). The frontier "
+                  f"and the gap are read off the runs on {max(ns)} problems only; rerun with "
+                  "--common-problems to compare every run on the problems all of them finished."]
     gap = section["gap"]
     lines += ["", "### Cost of closing the small-to-large gap", ""]
     if isinstance(gap, str):

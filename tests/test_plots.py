@@ -5,7 +5,8 @@ import pytest
 
 from analysis.pareto import Point, pareto_frontier
 from analysis.plots import (
-    calibration_plot, pareto_figure, pareto_plot, propagation_plot, stage_plot,
+    calibration_plot, on_full_problem_set, pareto_figure, pareto_plot, propagation_plot,
+    stage_plot,
 )
 from analysis.stats import BootstrapResult
 
@@ -46,6 +47,18 @@ def test_pareto_figure_draws_the_frontier_and_reference_lines(tmp_path):
     assert_written(pareto_plot(POINTS, tmp_path / "figs" / "pareto tau=0.5/0.5".replace("/", "-"),
                                "hand-made"))
     assert (tmp_path / "figs" / "pareto tau=0.5-0.5.png").exists()  # dots kept in the name
+
+
+def test_a_point_on_fewer_problems_is_drawn_hollow_and_kept_off_the_frontier():
+    partial = dict(point("cope_s2s3", 20.0, 1.0), n=7)  # 7 of 7 right: not comparable
+    assert [p["label"] for p in on_full_problem_set([*POINTS, partial])] == [
+        p["label"] for p in POINTS]
+    ax = pareto_figure([*POINTS, partial]).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["Pareto frontier"].get_xdata()) == [10.0, 40.0, 100.0]
+    drawn = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert drawn["cope_s2s3 (n=7, fewer problems)"].get_markerfacecolor() == "none"
+    assert drawn["cope (n=100)"].get_markerfacecolor() != "none"
 
 
 def test_stage_calibration_and_propagation_plots_are_written(tmp_path):

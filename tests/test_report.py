@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from analysis.report import main, restrict_to_common
+from analysis.report import main, pareto_section, restrict_to_common
 from analysis.runs import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,22 @@ def test_stage_diagnostics_and_gap_costs_in_the_report(report, analysis_sweep):
 def test_common_problems_cut_every_run_to_the_shared_ones(analysis_sweep):
     runs = restrict_to_common(load_runs(analysis_sweep))
     assert {len(r["problems"]) for r in runs} == {12}
+
+
+def hand_made_run(label, costs, right):
+    return {"label": label, "cell": {"method": label, "seed": 0}, "problems": [
+        {"id": str(i), "correct": i < right, "cost_usd": c} for i, c in enumerate(costs)]}
+
+
+def test_a_run_on_fewer_problems_defines_neither_frontier_nor_gap():
+    runs = [hand_made_run("small_single", [0.0] * 10, 4), hand_made_run("large", [1e-4] * 10, 8),
+            hand_made_run("cope", [5e-5] * 10, 6),
+            hand_made_run("cope_s2s3", [2e-5] * 3, 3)]  # stopped after 3, all right
+    section = pareto_section(runs, resamples=200)
+    assert [p["n"] for p in section["points"]] == [10, 10, 10, 3]
+    assert [f["label"] for f in section["frontier"]] == ["small_single", "cope", "large"]
+    # 100% of the gap (to 80%) is reached by large alone, not by the 3-problem run at 100%
+    assert section["gap"]["costs"][-1]["cost"] == pytest.approx(100.0)
 
 
 def test_report_refuses_a_missing_or_empty_directory(tmp_path):
