@@ -44,7 +44,8 @@ def save(fig, path: str | Path) -> list[Path]:
     # appended, not with_suffix: labels such as "tau=0.5/0.5" put dots in the stem
     out = [path.parent / f"{path.name}.png", path.parent / f"{path.name}.pdf"]
     fig.savefig(out[0], dpi=150, bbox_inches="tight")
-    fig.savefig(out[1], bbox_inches="tight")
+    # no creation date: the same figure gives the same bytes, so reruns do not churn in git
+    fig.savefig(out[1], bbox_inches="tight", metadata={"CreationDate": None})
     return out
 
 

@@ -73,3 +73,9 @@ def test_stage_calibration_and_propagation_plots_are_written(tmp_path):
     flows = {"s1->s2": {"escalated": 6, "wrong_then_right": 2, "wrong_then_same_wrong": 1,
                         "wrong_then_other_wrong": 1, "right_then_wrong": 1, "right_then_right": 1}}
     assert_written(propagation_plot(flows, tmp_path / "propagation", "t"))
+
+
+def test_the_same_figure_saves_to_the_same_bytes(tmp_path):
+    first = [p.read_bytes() for p in pareto_plot(POINTS, tmp_path / "a")]
+    second = [p.read_bytes() for p in pareto_plot(POINTS, tmp_path / "b")]
+    assert first == second

@@ -16,7 +16,7 @@
 #   bash experiments/cpu_reproduction/run.sh            # every cell
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
 #   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
-#   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: large, small_single, small_majority, cope
+#   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: large, small_single, small_majority, cope, abc
 #
 # Table 3's baselines run as cope methods: abc (on pair=tiers-cpu, which adds SmolLM2-135M
 # below the small model), mot_vote, mot_verify and frugalgpt. FrugalGPT's scorer is trained
@@ -57,7 +57,7 @@ ORDER=(large small_single cope small_majority abc mot_vote mot_verify frugalgpt 
        cope_votes16 cope_plan128)
 if [ "$TASK" = mbpp ]; then
   task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
-  ORDER=(large small_single small_majority cope)
+  ORDER=(large small_single small_majority cope abc)
 elif [ "$TASK" != gsm8k ]; then
   echo "TASK=$TASK: this script runs gsm8k or mbpp" >&2
   exit 2
