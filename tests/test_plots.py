@@ -75,7 +75,9 @@ def test_stage_calibration_and_propagation_plots_are_written(tmp_path):
     assert_written(propagation_plot(flows, tmp_path / "propagation", "t"))
 
 
-def test_the_same_figure_saves_to_the_same_bytes(tmp_path):
+def test_the_same_figure_saves_to_the_same_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")  # two saves years apart
     first = [p.read_bytes() for p in pareto_plot(POINTS, tmp_path / "a")]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     second = [p.read_bytes() for p in pareto_plot(POINTS, tmp_path / "b")]
     assert first == second
