@@ -16,12 +16,14 @@
 #   bash experiments/cpu_reproduction/run.sh            # every cell
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
 #   THREADS=1 bash experiments/cpu_reproduction/run.sh  # leave a core free
-#   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: large, small_single, small_majority, cope, abc
+#   TASK=mbpp bash experiments/cpu_reproduction/run.sh   # MBPP: Table 5's cells
 #
 # Table 3's baselines run as cope methods: abc (on pair=tiers-cpu, which adds SmolLM2-135M
 # below the small model), mot_vote, mot_verify and frugalgpt. FrugalGPT's scorer is trained
-# first, once, on GSM8K test problems 1119-1318 (disjoint from the evaluated ones), into
-# $OUT-training/ (outside $OUT, so the report does not take the training run for a cell).
+# first, once, on 200 problems disjoint from the evaluated ones (GSM8K test problems
+# 1119-1318; MBPP's train split), into $OUT-training/ (outside $OUT, so the report does not
+# take the training run for a cell). MoT's cascades need program-of-thought prompts, which
+# code tasks do not have, so MBPP runs no MoT cell.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASK=${TASK:-gsm8k}
@@ -57,7 +59,7 @@ ORDER=(large small_single cope small_majority abc mot_vote mot_verify frugalgpt 
        cope_votes16 cope_plan128)
 if [ "$TASK" = mbpp ]; then
   task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
-  ORDER=(large small_single small_majority cope abc)
+  ORDER=(large small_single small_majority cope abc frugalgpt)
 elif [ "$TASK" != gsm8k ]; then
   echo "TASK=$TASK: this script runs gsm8k or mbpp" >&2
   exit 2
@@ -77,10 +79,12 @@ common=(backend=llamacpp concurrency=1 progress=false resume=true cache.path="$c
 
 train_frugalgpt_scorer() {
   [ -f "$scorer" ] && return
-  [ "$TASK" = gsm8k ] || { echo "frugalgpt: a scorer is trained here for gsm8k only" >&2; exit 2; }
-  echo "== frugalgpt scorer: training on GSM8K test problems 1119-1318"
-  python -m cope.baselines.frugalgpt train --out "$scorer" "${task_args[@]}" task.offset=1119 \
-    task.limit=200 pair=qwen-coder-cpu run_dir="$TRAINING/frugalgpt" "${common[@]}" "${threads[@]}"
+  # 200 problems the evaluation never sees: GSM8K's last test problems, MBPP's train split
+  local held_out=(task.offset=1119 task.limit=200)
+  [ "$TASK" = mbpp ] && held_out=(task.split=train task.limit=200)
+  echo "== frugalgpt scorer: training on $TASK ${held_out[*]}"
+  python -m cope.baselines.frugalgpt train --out "$scorer" "${task_args[@]}" "${held_out[@]}" \
+    pair=qwen-coder-cpu run_dir="$TRAINING/frugalgpt" "${common[@]}" "${threads[@]}"
 }
 
 for name in "${ORDER[@]}"; do
