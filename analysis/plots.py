@@ -83,7 +83,7 @@ def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence =
                              for p in full])
     for p in priced:
         acc, cost = p["accuracy"], p["cost"]
-        hollow = not any(p is q for q in full)
+        hollow = p["n"] < full[0]["n"]
         # a percentile interval need not hold its estimate to the last bit: errors are >= 0
         ax.errorbar(cost.estimate, 100 * acc.estimate,
                     xerr=[[max(0.0, cost.estimate - cost.low)], [max(0.0, cost.high - cost.estimate)]],

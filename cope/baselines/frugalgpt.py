@@ -106,15 +106,15 @@ def fit(questions: list[str], responses: list[str], labels: list[bool], encoder,
         "training": dict(training or {}, n=len(labels), n_right=n_right,
                          train_accuracy=float(model.score(x, y)),
                          majority_accuracy=max(n_right, len(y) - n_right) / len(y),
-                         cross_validated_auc=cross_validated_auc(x, y, c)),
+                         cross_validated_auc=cross_validated_auc(model, x, y)),
     }
 
 
-def cross_validated_auc(x, y: list[int], c: float, folds: int = 5) -> float | None:
-    """ROC AUC of out-of-fold probabilities: whether the scorer tells right answers from wrong
-    ones on problems it was not fitted to (0.5 is chance). Training accuracy cannot say this
-    when most answers are wrong. None when a class has fewer than two examples."""
-    from sklearn.linear_model import LogisticRegression
+def cross_validated_auc(model, x, y: list[int], folds: int = 5) -> float | None:
+    """ROC AUC of out-of-fold probabilities of fresh copies of `model`: whether the scorer
+    tells right answers from wrong ones on problems it was not fitted to (0.5 is chance).
+    Training accuracy cannot say this when most answers are wrong. None when a class has
+    fewer than two examples."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -122,8 +122,8 @@ def cross_validated_auc(x, y: list[int], c: float, folds: int = 5) -> float | No
     if folds < 2:
         return None
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    held_out = cross_val_predict(LogisticRegression(C=c, max_iter=2000), x, y, cv=split,
-                                 method="predict_proba")[:, 1]
+    # cross_val_predict fits clones: `model` itself stays as fitted
+    held_out = cross_val_predict(model, x, y, cv=split, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, held_out))
 
 
