@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ def read_hidden_tests(path_text: str) -> dict[str, list[str]]:
             raise DataError(f"{path}:{number}: test_list must be a list of strings.")
         tests[str(task_id)] = test_list
     return tests
+
+
+def hidden_tests_label(path_text: str) -> str:
+    """MBPP-ET, or tests derived from the reference solutions (`cope.tasks.derived_tests`
+    marks its records with a `derived` count)."""
+    with Path(path_text).expanduser().open() as lines:
+        first = json.loads(next(lines, "{}") or "{}")
+    if "derived" in first:
+        return f"MBPP test_list + tests derived from the reference solutions ({path_text})"
+    return f"MBPP-ET ({path_text})"
 
 
 @TASKS.register("mbpp")
@@ -95,7 +106,7 @@ class MBPP(CodeTask):
     def details(self) -> dict[str, Any]:
         hidden = getattr(self.cfg, "hidden_tests", None)
         return {"visible_tests": "MBPP test_list",
-                "hidden_tests": f"MBPP-ET ({hidden})" if hidden else
+                "hidden_tests": hidden_tests_label(hidden) if hidden else
                 "MBPP test_list (no MBPP-ET file given: task.hidden_tests)",
                 "timeout_s": self.timeout, "sandbox": self.sandbox.isolation.layers}
 

@@ -9,6 +9,14 @@
 # problems are kept, and generations already made come from the shared cache. Cells are
 # ordered so that cheap ones and cache-sharing ones come first.
 #
+# MBPP is judged on extended tests derived from its reference solutions
+# (experiments/data/mbpp_derived_tests.jsonl, made by `python -m cope.tasks.derived_tests`),
+# standing in for MBPP-ET, which this machine lacks: judged on the three given asserts, which
+# the stages also filter by, any cascade that keeps a candidate passing them would count as
+# right by construction. MBPP_JUDGE=given judges the same generations on the given asserts
+# instead, into experiments/results/mbpp-cpu-given/ (from the shared cache: run it after the
+# main cells, or it generates what they have not).
+#
 # The generation cache is not kept in git; its archive is ($OUT/generations.jsonl.gz, written
 # after every cell). A fresh clone rebuilds the cache from it before the first cell, so
 # cells that share samples with finished ones still cost nothing.
@@ -28,6 +36,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASK=${TASK:-gsm8k}
 OUT=${OUT:-experiments/results/$TASK-cpu}
+CACHE_DIR=$OUT
+if [ "$TASK" = mbpp ] && [ "${MBPP_JUDGE:-derived}" = given ]; then
+  CACHE_DIR=$OUT  # both judges share one cache: the generations do not depend on the judge
+  OUT=$OUT-given
+fi
 LIMIT=${LIMIT:-100}
 TRAINING=${TRAINING:-$OUT-training}
 mkdir -p "$OUT" "$TRAINING"
@@ -59,6 +72,11 @@ ORDER=(large small_single cope small_majority abc mot_vote mot_verify frugalgpt 
        cope_votes16 cope_plan128)
 if [ "$TASK" = mbpp ]; then
   task_args+=("task.source=${MBPP_SOURCE:-../shared/data}")
+  case "${MBPP_JUDGE:-derived}" in
+    derived) task_args+=("task.hidden_tests=$(realpath experiments/data/mbpp_derived_tests.jsonl)") ;;
+    given) ;;
+    *) echo "MBPP_JUDGE=$MBPP_JUDGE: derived or given" >&2; exit 2 ;;
+  esac
   ORDER=(large small_single small_majority cope abc frugalgpt)
 elif [ "$TASK" != gsm8k ]; then
   echo "TASK=$TASK: this script runs gsm8k or mbpp" >&2
@@ -66,8 +84,8 @@ elif [ "$TASK" != gsm8k ]; then
 fi
 [ $# -gt 0 ] && ORDER=("$@")
 
-cache="$OUT/generations.sqlite"
-archive="$OUT/generations.jsonl.gz"
+cache="$CACHE_DIR/generations.sqlite"
+archive="$CACHE_DIR/generations.jsonl.gz"
 if [ ! -f "$cache" ] && [ -f "$archive" ]; then
   python -m cope.cache_archive import "$archive" "$cache"
 fi
