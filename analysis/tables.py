@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from analysis import published
@@ -147,7 +148,18 @@ def main_results(runs, task: str, pair: str, which: str = "table3") -> Table:
                   + (f"pair={' or '.join(tiers)}" if tiers else "a pair with three roles")
                   + " (a third, tiny model below the same small and large ones)."]
                  + ([f"Filled from task={task} runs (code: accuracy is the share of problems "
-                     "whose answer passes the hidden tests)."] if which == "table5" else []))
+                     "whose answer passes the hidden tests; here "
+                     + _code_judges(runs, task, pair) + ")."] if which == "table5" else []))
+
+
+def _code_judges(runs, task: str, pair: str) -> str:
+    """Which tests judged the task's runs, from their configs' task.hidden_tests."""
+    files = sorted({(run["config"].get("task") or {}).get("hidden_tests") or ""
+                    for run in runs if run["cell"]["task"] == task
+                    and run["cell"]["pair"] == pair})
+    names = [f"the tests in {Path(f).name}" if f else
+             "MBPP's given asserts, which the stages also filter by" for f in files]
+    return " or ".join(names) or "no runs"
 
 
 def stages_table(runs, task: str, pair: str) -> Table:

@@ -114,6 +114,20 @@ def test_seed_table_averages_the_seeds_of_a_cell(runs, analysis_sweep):
     assert row(table, "cope")[5] == "3 seeds (0,1,2); n=30"
 
 
+def test_table5_names_the_tests_that_judged_the_code_runs(runs):
+    def as_mbpp(run, hidden_tests):
+        config = {**run["config"], "task": {**run["config"]["task"], "hidden_tests": hidden_tests}}
+        return {**run, "config": config, "cell": {**run["cell"], "task": "mbpp"}}
+
+    derived = [as_mbpp(r, "/data/mbpp_derived_tests.jsonl") for r in runs]
+    note = main_results(derived, "mbpp", PAIR, "table5").notes[-1]
+    assert note.endswith("here the tests in mbpp_derived_tests.jsonl).")
+    mixed = derived[:1] + [as_mbpp(r, None) for r in runs[1:]]
+    note = main_results(mixed, "mbpp", PAIR, "table5").notes[-1]
+    assert ("MBPP's given asserts, which the stages also filter by or the tests in "
+            "mbpp_derived_tests.jsonl") in note
+
+
 def test_every_table_renders(runs):
     tables = all_tables(runs, TASK, PAIR)
     assert [t.name for t in tables] == ["table3", "table5", "table8", "table9", "table11", "table13"]
