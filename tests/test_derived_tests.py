@@ -3,7 +3,10 @@ shape, the derived tests hold for the reference and catch a program that only fi
 given asserts, and the file they make judges an MBPP run."""
 
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -101,6 +104,24 @@ def test_inputs_the_reference_refuses_and_answers_that_vary_between_processes_ar
     for _ in range(3):  # what is kept holds in every process
         assert run_tests(unordered["code"], derived).passed
     assert all(test.count("'") <= 6 for test in derived)  # one word at most: no order to vary
+
+
+def test_sets_are_written_in_one_order_whatever_the_hash_seed(tmp_path):
+    to_set = record(100, "def to_set(t):\n    return set(t)",
+                    ["assert to_set(('ab', 'cd', 'ab')) == {'ab', 'cd'}",
+                     "assert to_set(('x', 'yz', 'w')) == {'x', 'yz', 'w'}"])
+    source = tmp_path / "mbpp.jsonl"
+    source.write_text(json.dumps(to_set) + "\n")
+    outputs = []
+    for hash_seed in ("1", "2", "3"):
+        out = tmp_path / f"derived-{hash_seed}.jsonl"
+        subprocess.run([sys.executable, "-m", "cope.tasks.derived_tests", "--source", str(source),
+                        "--out", str(out)], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1] == outputs[2]
+    tests = json.loads(outputs[0])["test_list"][2:]
+    assert len(tests) >= 10 and run_tests(to_set["code"], tests).passed
 
 
 def test_float_answers_are_compared_with_a_tolerance():

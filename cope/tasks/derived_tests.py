@@ -240,7 +240,7 @@ def mutate_args(args: tuple[Any, ...], shape: Shape, rng: random.Random) -> tupl
 
 
 def _call_text(name: str, args: tuple[Any, ...]) -> str:
-    return f"{name}({', '.join(repr(arg) for arg in args)})"
+    return f"{name}({', '.join(literal_text(arg) for arg in args)})"
 
 
 def _probe_program(reference: str, setup: str, calls: list[str], seconds: float) -> str:
@@ -266,18 +266,35 @@ def _probe_values(stdout: str) -> dict[int, Any]:
             index, text = json.loads(line[len(_PROBE) + 1:])
             if len(text) > _MAX_VALUE_CHARS:
                 continue
-            value = ast.literal_eval(text)
+            # a non-literal (an object, nan, inf) cannot be written into a test
+            values[index] = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue  # not a literal: a program's output cannot be compared to it in a test
-        if value == value:  # NaN, or a container of it, never equals itself
-            values[index] = value
+            continue
     return values
+
+
+def literal_text(value: Any) -> str:
+    """repr, with the members of sets in sorted order, so that the file is the same from
+    one derivation to the next (a set's own order follows the process's hash seed)."""
+    if isinstance(value, (set, frozenset)):
+        members = sorted(literal_text(member) for member in value)
+        text = "{" + ", ".join(members) + "}" if members else "set()"
+        return text if isinstance(value, set) else f"frozenset({text})"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal_text(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        items = [literal_text(item) for item in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal_text(k)}: {literal_text(v)}"
+                               for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _test_text(call: str, value: Any) -> str:
     if isinstance(value, float):  # another summation order may differ in the last bits
         return f"assert __import__('math').isclose({call}, {value!r}, rel_tol=1e-6, abs_tol=1e-9)"
-    return f"assert {call} == {value!r}"
+    return f"assert {call} == {literal_text(value)}"
 
 
 def derive_tests(record: dict[str, Any], count: int = 20, attempts: int = 80, seed: int = 0,
@@ -294,11 +311,11 @@ def derive_tests(record: dict[str, Any], count: int = 20, attempts: int = 80, se
     name = names.pop()
     shape = Shape.of(calls)
     rng = random.Random(f"{seed}:{record['task_id']}")
-    given = {repr(call.args) for call in calls}
+    given = {literal_text(call.args) for call in calls}
     candidates: dict[str, tuple[Any, ...]] = {}
     for attempt in range(attempts):
         args = mutate_args(calls[attempt % len(calls)].args, shape, rng)
-        key = repr(args)
+        key = literal_text(args)
         if key not in given and len(key) <= _MAX_VALUE_CHARS:
             candidates.setdefault(key, args)
     texts = [_call_text(name, args) for args in candidates.values()]
