@@ -1,5 +1,7 @@
 """Every reference solution passes its own tests in the sandbox, in parallel workers."""
 
+from pathlib import Path
+
 import pytest
 
 from cope.sandbox import Sandbox, TestJob
@@ -12,6 +14,8 @@ from conftest import compose_config
 # machine, hence the generous timeout below.
 MBPP_KNOWN_FAILURES: dict[str, str] = {}
 REFERENCE_TIMEOUT_S = 60
+# the committed derived extended tests (cope.tasks.derived_tests) that judge the MBPP runs
+DERIVED_TESTS = Path(__file__).parents[1] / "experiments" / "data" / "mbpp_derived_tests.jsonl"
 
 
 def load(*overrides):
@@ -19,12 +23,15 @@ def load(*overrides):
     return task, task.load()
 
 
-def test_every_mbpp_reference_passes_its_tests(shared_data):
+def test_every_mbpp_reference_passes_its_given_and_derived_tests(shared_data):
     if not (shared_data / "mbpp.jsonl").is_file():
         pytest.skip("mbpp.jsonl not in the shared data")
-    task, problems = load("task=mbpp", f"task.source={shared_data}")
+    task, problems = load("task=mbpp", f"task.source={shared_data}",
+                          f"task.hidden_tests={DERIVED_TESTS}")
     assert len(problems) == 500
-    jobs = [TestJob(p.gold, tuple(p.meta["visible"]), p.meta["setup"]) for p in problems]
+    assert all(p.meta["hidden"][:len(p.meta["visible"])] == p.meta["visible"] for p in problems)
+    assert sum(len(p.meta["hidden"]) > len(p.meta["visible"]) for p in problems) > 490
+    jobs = [TestJob(p.gold, tuple(p.meta["hidden"]), p.meta["setup"]) for p in problems]
     results = Sandbox().run_tests_batch(jobs, timeout=REFERENCE_TIMEOUT_S)
     failed = {p.id: r.reason for p, r in zip(problems, results) if not r.passed}
     assert failed.keys() == MBPP_KNOWN_FAILURES.keys(), failed
