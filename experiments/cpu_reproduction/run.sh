@@ -17,9 +17,9 @@
 # instead, into experiments/results/mbpp-cpu-given/ (from the shared cache: run it after the
 # main cells, or it generates what they have not).
 #
-# The generation cache is not kept in git; its archive is ($OUT/generations.jsonl.gz, written
-# after every cell). A fresh clone rebuilds the cache from it before the first cell, so
-# cells that share samples with finished ones still cost nothing.
+# The generation cache is not kept in git; its archive is (generations.jsonl.gz in the
+# cells' directory, written after every cell). A fresh clone rebuilds the cache from it
+# before the first cell, so cells that share samples with finished ones still cost nothing.
 #
 #   bash experiments/cpu_reproduction/run.sh            # every cell
 #   bash experiments/cpu_reproduction/run.sh cope large # some cells
@@ -37,13 +37,11 @@ cd "$(dirname "$0")/../.."
 TASK=${TASK:-gsm8k}
 OUT=${OUT:-experiments/results/$TASK-cpu}
 CACHE_DIR=$OUT
-if [ "$TASK" = mbpp ] && [ "${MBPP_JUDGE:-derived}" = given ]; then
-  CACHE_DIR=$OUT  # both judges share one cache: the generations do not depend on the judge
-  OUT=$OUT-given
-fi
+# both MBPP judges share one cache: the generations do not depend on the judge
+[ "$TASK" = mbpp ] && [ "${MBPP_JUDGE:-derived}" = given ] && OUT=$OUT-given
 LIMIT=${LIMIT:-100}
 TRAINING=${TRAINING:-$OUT-training}
-mkdir -p "$OUT" "$TRAINING"
+mkdir -p "$OUT"
 task_args=("task=$TASK")
 scorer=$(realpath -m "$TRAINING/frugalgpt-scorer.json")
 
@@ -97,6 +95,7 @@ common=(backend=llamacpp concurrency=1 progress=false resume=true cache.path="$c
 
 train_frugalgpt_scorer() {
   [ -f "$scorer" ] && return
+  mkdir -p "$TRAINING"
   # 200 problems the evaluation never sees: GSM8K's last test problems, MBPP's train split
   local held_out=(task.offset=1119 task.limit=200)
   [ "$TASK" = mbpp ] && held_out=(task.split=train task.limit=200)
