@@ -12,8 +12,8 @@ import pytest
 
 from cope.sandbox import run_tests
 from cope.tasks.code_data import MBPP
-from cope.tasks.derived_tests import (GivenCall, Shape, derive_tests, main, mutate_args,
-                                      mutate_value, parse_given)
+from cope.tasks.derived_tests import (GivenCall, Shape, _spread, derive_tests, main,
+                                      mutate_args, mutate_value, parse_given)
 from test_code_task import mbpp_task
 
 # MBPP task 11, as in mbpp.jsonl
@@ -122,6 +122,14 @@ def test_sets_are_written_in_one_order_whatever_the_hash_seed(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
     tests = json.loads(outputs[0])["test_list"][2:]
     assert len(tests) >= 10 and run_tests(to_set["code"], tests).passed
+
+
+def test_equal_sets_count_as_one_answer_whatever_order_they_print_in():
+    # 0 and 8 share a slot in a small set: each prints first when inserted first
+    first, second = set([0, 8]), set([8, 0])
+    assert repr(first) != repr(second) and first == second
+    chosen = _spread([("f(1)", first), ("f(2)", second), ("f(3)", {1})], count=2)
+    assert chosen == ["assert f(1) == {0, 8}", "assert f(3) == {1}"]
 
 
 def test_float_answers_are_compared_with_a_tolerance():

@@ -14,7 +14,8 @@ the function returns on each new input. A derived test keeps the given assert's 
 added or dropped) and keep the properties that all given inputs share (`Shape`): lower
 bounds, digits, sorted lists, `k <= n`, an argument that is another's length. An input on which the reference raises, runs too long, returns something that is not a
 literal, or answers differently in a second process (set order under another hash seed)
-is dropped.
+is dropped. The file is the same under any hash seed; only a reference that runs close to
+the per-call limit (2 s) can make it differ on a slower machine.
 
 The judge is stricter than MBPP-ET and noisier: a mutated input can fall outside a task's
 unstated preconditions, or hit a tie the task leaves open, where a correct program may
@@ -336,7 +337,7 @@ def _spread(tests: list[tuple[str, Any]], count: int) -> list[str]:
     seen: dict[str, int] = {}
     ranked = []
     for position, (call, value) in enumerate(tests):
-        key = repr(value)
+        key = literal_text(value)
         ranked.append((seen.get(key, 0), position, call, value))
         seen[key] = seen.get(key, 0) + 1
     ranked.sort(key=lambda item: (item[0], item[1]))
