@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cope.errors import DataError
+from cope.records import write_atomic
 from cope.sandbox import Sandbox, default_sandbox
 from cope.tasks.code_data import MBPP_SPLITS
 from cope.tasks.math_data import read_jsonl, require, resolve_source
@@ -349,9 +350,7 @@ def derive_file(source: str, out: Path, splits: tuple[str, ...] = ("test",), cou
                 seed: int = 0, sandbox: Sandbox | None = None) -> dict[str, int]:
     """Write an MBPP-ET-shaped file (task_id, test_list = given + derived) for some splits."""
     sandbox = sandbox or default_sandbox()
-    path = resolve_source(source, ("mbpp.jsonl",))
-    if path is None:
-        raise DataError(f"--source {source}: no mbpp.jsonl there.")
+    path = resolve_source(source, ("mbpp.jsonl",))  # a source is always given here
     ranges = [MBPP_SPLITS[split] for split in splits]
     records = []
     for number, record in read_jsonl(path):
@@ -375,7 +374,7 @@ def derive_file(source: str, out: Path, splits: tuple[str, ...] = ("test",), cou
         lines.append(json.dumps({"task_id": record["task_id"], "test_list": given + derived,
                                  "given": len(given), "derived": len(derived)}))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    write_atomic(out, "\n".join(lines) + "\n")
     return totals
 
 
