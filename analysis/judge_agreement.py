@@ -33,6 +33,9 @@ class Agreement:
     lenient_only: list[str] = field(default_factory=list)  # the strict judge fails these
     strict_only: list[str] = field(default_factory=list)
     neither: list[str] = field(default_factory=list)
+    # problems whose two runs answered differently (a method whose choices depend on the
+    # judge, such as FrugalGPT's scorer trained on the judge's labels): not comparable
+    different_answers: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -50,14 +53,18 @@ def runs_by_label(root: str | Path) -> dict[str, dict]:
 
 
 def agreement(label: str, strict: dict, lenient: dict) -> Agreement:
-    """Verdicts of the two judges on the problems both runs finished."""
-    strict_verdicts = {p["id"]: bool(p["correct"]) for p in strict["problems"]}
-    lenient_verdicts = {p["id"]: bool(p["correct"]) for p in lenient["problems"]}
+    """Verdicts of the two judges on the problems both runs finished with the same answer."""
+    strict_records = {p["id"]: p for p in strict["problems"]}
+    lenient_records = {p["id"]: p for p in lenient["problems"]}
     out = Agreement(label)
-    for pid in sorted(strict_verdicts.keys() & lenient_verdicts.keys(), key=_numeric_first):
-        bucket = {(True, True): out.both, (False, True): out.lenient_only,
-                  (True, False): out.strict_only, (False, False): out.neither}
-        bucket[strict_verdicts[pid], lenient_verdicts[pid]].append(pid)
+    bucket = {(True, True): out.both, (False, True): out.lenient_only,
+              (True, False): out.strict_only, (False, False): out.neither}
+    for pid in sorted(strict_records.keys() & lenient_records.keys(), key=_numeric_first):
+        a, b = strict_records[pid], lenient_records[pid]
+        if a.get("answer") != b.get("answer"):
+            out.different_answers.append(pid)
+            continue
+        bucket[bool(a["correct"]), bool(b["correct"])].append(pid)
     return out
 
 
@@ -125,11 +132,14 @@ def failed_tests(program: str, tests: list[str], timeout: float = 30.0) -> list[
 def agreement_markdown(agreements: list[Agreement], explained: dict[str, dict[str, list[FailedTest]]],
                        strict_name: str, lenient_name: str, shown: int = 3) -> str:
     lines = [f"# Judges compared: {strict_name} (strict) against {lenient_name} (lenient)", "",
-             "| method | problems | both pass | only lenient passes | only strict passes | neither |",
-             "|---|---|---|---|---|---|"]
+             "Problems count where both runs gave the same answer; those answered differently "
+             "(a method whose choices depend on its judge) are left out and counted apart.", "",
+             "| method | problems | both pass | only lenient passes | only strict passes | neither "
+             "| answered differently |",
+             "|---|---|---|---|---|---|---|"]
     for a in agreements:
         lines.append(f"| {a.label} | {a.n} | {len(a.both)} | {len(a.lenient_only)} | "
-                     f"{len(a.strict_only)} | {len(a.neither)} |")
+                     f"{len(a.strict_only)} | {len(a.neither)} | {len(a.different_answers)} |")
     for a in agreements:
         if not a.lenient_only:
             continue

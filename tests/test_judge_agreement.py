@@ -47,25 +47,33 @@ def test_disagreements_are_counted_and_explained(analysis_sweep, tmp_path, capsy
     records = [json.loads(line) for line in (source / "problems.jsonl").read_text().splitlines()]
     right = [r["id"] for r in records if r["correct"]]
     wrong = [r["id"] for r in records if not r["correct"]]
-    assert len(right) >= 2 and wrong
-    demoted, promoted = right[:2], wrong[0]
+    assert len(right) >= 3 and wrong
+    demoted, promoted, changed = right[:2], wrong[0], right[2]
 
     def judge_strictly(record):
         if record["id"] in demoted:
             record.update(correct=False, answer=SUBTRACTS)
         elif record["id"] == promoted:
             record["correct"] = True
+        elif record["id"] == changed:
+            record["answer"] = "another answer"
+        return record
+
+    def answer_alike(record):
+        if record["id"] in demoted:
+            record["answer"] = SUBTRACTS
         return record
 
     _rewrite(strict, judge_strictly)
+    _rewrite(lenient, answer_alike)
     tests = tmp_path / "strict_tests.jsonl"
     tests.write_text("".join(json.dumps({"task_id": pid, "test_list": ["assert add(0, 0) == 0",
                                                                        "assert add(1, 2) == 3"]}) + "\n"
                              for pid in demoted))
     main([str(tmp_path / "strict"), str(tmp_path / "lenient"), "--tests", str(tests)])
     text = capsys.readouterr().out
-    n = len(records)
-    row = f"| large | {n} | {len(right) - 2} | 2 | 1 | {len(wrong) - 1} |"
+    n = len(records) - 1
+    row = f"| large | {n} | {len(right) - 3} | 2 | 1 | {len(wrong) - 1} | 1 |"
     assert row in text
     for pid in demoted:
         assert f"- task {pid}: fails 1 strict test(s)" in text
