@@ -54,22 +54,19 @@ def runs_by_label(root: str | Path) -> dict[str, dict]:
 
 def agreement(label: str, strict: dict, lenient: dict) -> Agreement:
     """Verdicts of the two judges on the problems both runs finished with the same answer."""
-    strict_records = {p["id"]: p for p in strict["problems"]}
     lenient_records = {p["id"]: p for p in lenient["problems"]}
     out = Agreement(label)
     bucket = {(True, True): out.both, (False, True): out.lenient_only,
               (True, False): out.strict_only, (False, False): out.neither}
-    for pid in sorted(strict_records.keys() & lenient_records.keys(), key=_numeric_first):
-        a, b = strict_records[pid], lenient_records[pid]
-        if a.get("answer") != b.get("answer"):
-            out.different_answers.append(pid)
+    for a in strict["problems"]:  # in the run's order (load_run sorts them)
+        b = lenient_records.get(a["id"])
+        if b is None:
             continue
-        bucket[bool(a["correct"]), bool(b["correct"])].append(pid)
+        if a.get("answer") != b.get("answer"):
+            out.different_answers.append(a["id"])
+            continue
+        bucket[bool(a["correct"]), bool(b["correct"])].append(a["id"])
     return out
-
-
-def _numeric_first(pid: str) -> tuple[int, str]:
-    return (int(pid), "") if pid.isdigit() else (1 << 62, pid)
 
 
 def _probe(test: str) -> str | None:
