@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -45,6 +46,26 @@ def restrict_to_common(runs: list[dict]) -> list[dict]:
         common[task] = ids if task not in common else common[task] & ids
     return [{**run, "problems": [p for p in run["problems"] if p["id"] in common[run["cell"]["task"]]]}
             for run in runs]
+
+
+def isolations(run: dict) -> frozenset[str]:
+    """The sandbox isolations a run's model-written programs ran under (none: no programs)."""
+    counted = (run.get("metrics") or {}).get("sandbox_isolation")
+    if counted is not None:
+        return frozenset(counted)
+    return frozenset(layers for problem in run["problems"] for stage in problem.get("stages", [])
+                     for layers in stage.get("sandbox") or [] if layers)
+
+
+def isolation_warning(name: str, group: list[dict]) -> str | None:
+    """A warning when the cells of one table ran their programs under different isolation
+    (an unprotected or differently limited sandbox can change which programs pass)."""
+    seen = {isolations(run) for run in group} - {frozenset()}
+    if len(seen) < 2:
+        return None
+    cells = "; ".join(f"{run['label']}: {', '.join(sorted(isolations(run))) or 'no programs'}"
+                      for run in group)
+    return f"**Warning ({name}):** its cells ran model-written programs under different sandbox isolation ({cells})."
 
 
 def settings(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -245,7 +266,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
              "`resume=true` solves its problem again. Truncated samples hit their token limit.", ""]
 
     table_md = []
+    written["warnings"] = []
     for (task, pair), group in groups.items():
+        if warning := isolation_warning(f"{task} / {pair}", group):
+            print(warning.replace("**", ""), file=sys.stderr)
+            written["warnings"].append(warning)
+            table_md += [warning, ""]
         suffix = f"-{slug(task)}-{slug(pair)}" if several else ""
         for table in tables.all_tables(group, task, pair):
             md, tex = (out / "tables" / f"{table.name}{suffix}.{ext}" for ext in ("md", "tex"))

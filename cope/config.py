@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cope.errors import ConfigError, unknown_name
 from cope.event_loop import EVENT_LOOPS
+from cope.sandbox.isolation import CHOICES as ISOLATIONS
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
 # executor styles: the task's own prompt (chain of thought), a program that prints the answer
@@ -211,6 +212,13 @@ class FaultsConfig:
 
 
 @dataclass
+class SandboxConfig:
+    # how model-written programs are isolated (cope.sandbox.isolation): auto (bwrap, else
+    # util-linux unshare, else refuse), bwrap, unshare, or process (unprotected: only on request)
+    isolation: str = "auto"
+
+
+@dataclass
 class TrackerConfig:
     name: str = "none"
     project: str = "cope"
@@ -234,6 +242,7 @@ class CopeConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     seed: int = 0
     resume: bool = False  # continue the run in run_dir: finished problems are kept
     concurrency: int = 4  # problems in flight at once
@@ -283,6 +292,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         raise ConfigError(f"task.hidden_tests is MBPP's (an MBPP-ET file); task '{cfg.task.name}' "
                           "has none: set it to null.")
     _validate_agent(cfg.task.agent)
+    if cfg.sandbox.isolation not in ISOLATIONS:
+        raise ConfigError(f"sandbox.isolation={cfg.sandbox.isolation!r}: choose one of "
+                          f"{', '.join(ISOLATIONS)}.")
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
     if cfg.backend.timeout_s is not None and cfg.backend.timeout_s <= 0:

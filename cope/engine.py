@@ -105,6 +105,8 @@ class StageResult:
             "plans": [[plan_ref(p) for p in plans] for plans in self.plans],
             "passed_on": [plan_ref(p) for p in self.passed_on],
         }
+        if self.verdict.sandbox is not None:
+            data["sandbox"] = self.verdict.sandbox
         if self.rule != "consensus" or self.styles is not None:
             data["confidence_rule"] = self.rule
             data["styles"] = self.styles
@@ -323,7 +325,9 @@ class CascadeMethod:
 
         answers = await asyncio.gather(*(asyncio.to_thread(answer, style, text)
                                          for (style, _), text in zip(styles, texts)))
-        return self.task.vote(problem, list(answers), rng)
+        isolation = self.task.program_isolation()
+        return replace(self.task.vote(problem, list(answers), rng),
+                       sandbox=[isolation if style == "pot" else None for style, _ in styles])
 
     async def _confidence(self, problem: Problem, stage: StageSpec,
                           styles: list[tuple[str, int]], texts: list[str], verdict: Verdict,

@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cope import sandbox
 from cope.backends import Backend, create_backend
 from cope.baselines.frugalgpt import load_scorers
 from cope.errors import BackendUnavailable, ConfigError
@@ -107,6 +108,15 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
         return Path(cfg.runs_dir) / f"{stamp}_{cfg.task.name}_{cfg.method.name}"
 
 
+def sandbox_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of the run's model-written programs ran under each sandbox isolation."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        for stage in row.get("stages", []):
+            counts.update(layers for layers in stage.get("sandbox") or [] if layers)
+    return dict(sorted(counts.items()))
+
+
 class Run:
     """The state of one run: its models, cache, records and running totals."""
 
@@ -114,6 +124,9 @@ class Run:
         validate(cfg)
         self.cfg = cfg
         self.task = create_task(cfg.task)
+        styles = {cfg.method.stages[name].style for name in cfg.method.order}
+        if self.task.runs_programs(styles):  # a sandbox this machine lacks fails here
+            sandbox.configure(cfg.sandbox.isolation)
         self.problems = select(self.task.load(), cfg.task.ids, cfg.task.offset, cfg.task.limit)
         self.run_dir = resolve_run_dir(cfg)
         self.recorder = RunRecorder(self.run_dir, to_container(cfg), resume=cfg.resume)
@@ -284,6 +297,7 @@ class Run:
             "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
             **({"task_details": details} if (details := self.task.details()) else {}),
+            **({"sandbox_isolation": isolation} if (isolation := sandbox_counts(self.rows)) else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
             **self.task.metrics(self.rows),

@@ -182,15 +182,29 @@ def test_an_mbpp_et_file_missing_tasks_is_refused(mbpp_file, tmp_path):
         mbpp_task(source=str(mbpp_file), hidden_tests=str(tmp_path / "nowhere.jsonl")).load()
 
 
+def test_an_empty_hidden_test_list_is_a_data_error_naming_file_and_line(tmp_path):
+    from cope.tasks.code_data import read_hidden_tests
+
+    extended = tmp_path / "MBPP_ET.jsonl"
+    extended.write_text(json.dumps({"task_id": 11, "test_list": ["assert True"]}) + "\n"
+                        + json.dumps({"task_id": 12, "test_list": []}) + "\n")
+    with pytest.raises(DataError, match=f"{extended}:2: task 12 has an empty test_list"):
+        read_hidden_tests(str(extended))
+
+
 def test_malformed_mbpp_files_name_file_and_line(tmp_path):
     bad = tmp_path / "mbpp.jsonl"
-    bad.write_text('{"task_id": 11, "text": "t", "code": "c", "test_list": []}\n{oops\n')
+    bad.write_text('{"task_id": 11, "text": "t", "code": "c", "test_list": ["assert 1"]}\n{oops\n')
     with pytest.raises(DataError, match=f"{bad}:2"):
+        mbpp_task(source=str(bad)).load()
+    bad.write_text('{"task_id": 11, "text": "t", "code": "c", "test_list": ["assert 1"]}\n'
+                   '{"task_id": 12, "text": "t", "code": "c", "test_list": []}\n')
+    with pytest.raises(DataError, match=f"{bad}:2: task 12 has an empty test_list"):
         mbpp_task(source=str(bad)).load()
     bad.write_text('{"task_id": 11, "text": "t", "code": "c"}\n')
     with pytest.raises(DataError, match="'test_list'"):
         mbpp_task(source=str(tmp_path)).load()
-    bad.write_text('{"task_id": 700, "text": "t", "code": "c", "test_list": []}\n')
+    bad.write_text('{"task_id": 700, "text": "t", "code": "c", "test_list": ["assert 1"]}\n')
     with pytest.raises(DataError, match="no MBPP task ids in 11-510"):
         mbpp_task(source=str(bad)).load()
     with pytest.raises(DataError, match="MBPP's splits"):
@@ -251,4 +265,34 @@ def test_cope_on_mbpp_end_to_end(make_config, mbpp_file):
     m = result.metrics
     assert m["accuracy"] == 1.0 and m["resolved_by_stage"] == {"s1": 0, "s2": 1, "s3": 1}
     assert m["task_details"]["hidden_tests"].startswith("MBPP test_list")
-    assert m["task_details"]["sandbox"] == mbpp_task().sandbox.isolation.layers
+    layers = mbpp_task().sandbox.isolation.layers
+    assert m["task_details"]["sandbox"] == layers
+    # every candidate that was run says which isolation protected it; an abstention, none
+    small = rows["11"]["stages"][0]
+    assert small["sandbox"] == [None] * 4 and rows["11"]["stages"][1]["sandbox"] == [layers] * 4
+    ran = sum(len([x for x in s["sandbox"] if x]) for row in rows.values() for s in row["stages"])
+    assert m["sandbox_isolation"] == {layers: ran}
+
+
+def test_a_sandbox_this_machine_lacks_stops_the_run_before_any_generation(make_config,
+                                                                           monkeypatch, tmp_path):
+    from cope.config import validate
+    from cope.sandbox import isolation
+
+    with pytest.raises(ConfigError, match="sandbox.isolation='docker': choose one of"):
+        validate(make_config("task=humaneval", "sandbox.isolation=docker"))
+    real_which = isolation.shutil.which
+    monkeypatch.setattr(isolation.shutil, "which",
+                        lambda name: None if name == "bwrap" else real_which(name))
+    isolation.detect.cache_clear()
+    isolation.probe.cache_clear()
+    requests = []
+    cfg = make_config("task=humaneval", "task.limit=1", "backend.name=scripted",
+                      "pair=qwen-coder-cpu", "sandbox.isolation=bwrap")
+    try:
+        with pytest.raises(ConfigError, match="apt-get install -y bubblewrap"):
+            run(cfg, backends={"scripted": ScriptedBackend(lambda r: requests.append(r) or "x")})
+    finally:
+        isolation.detect.cache_clear()
+        isolation.probe.cache_clear()
+    assert requests == [] and not (tmp_path / "run").exists()

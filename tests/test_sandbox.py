@@ -1,6 +1,16 @@
-"""The sandbox: verdicts that programs cannot forge, and attacks that stay contained."""
+"""The sandbox: verdicts that programs cannot forge, and attacks that stay contained.
 
+The attack tests run under every isolation that protects the machine (bwrap, unshare) that
+this machine offers, and only there: a program that calls kill(-1) or reads other
+processes' environments never runs without namespaces. Where an isolation is missing, its
+attack tests are skipped with a reason that starts with NOT CHECKED, and the end of the
+test session lists every protection that was not checked here.
+"""
+
+import errno
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,36 +19,62 @@ from pathlib import Path
 
 import pytest
 
+from cope.errors import ConfigError
 from cope.sandbox import Limits, Sandbox, TestJob, detect, run_program, run_tests
-from cope.sandbox.isolation import UID_BASE
+from cope.sandbox import isolation as isolation_module
+from cope.sandbox.isolation import UID_BASE, probe, unshare_command
 
 ADD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0"]
 WRONG_ADD = "def add(a, b):\n    return a - b\n"
+PROTECTED = ("bwrap", "unshare")
 
-isolated = pytest.mark.skipif(
-    detect().kind != "bwrap",
-    reason="needs bubblewrap (apt-get install -y bubblewrap); only resource limits hold without it")
-dropped_uid = pytest.mark.skipif(not detect().drop_uid, reason="needs root to run programs under "
-                                 "a uid of their own")
+
+def _available(kind: str):
+    try:
+        return detect(kind)
+    except ConfigError as exc:
+        return exc
+
+
+AUTO = _available("auto")
+
+
+@pytest.fixture(autouse=True)
+def _a_safe_default():
+    """The benign tests below use the default sandbox (auto): it must exist here."""
+    if isinstance(AUTO, ConfigError):
+        pytest.skip(f"NOT CHECKED: no safe sandbox on this machine ({AUTO})")
+
+
+@pytest.fixture(params=PROTECTED)
+def protected(request) -> Sandbox:
+    """A sandbox under each isolation that protects the machine, where this machine has it."""
+    found, why = probe(request.param)
+    if found is None:
+        pytest.skip(f"NOT CHECKED under {request.param}: {why}")
+    return Sandbox(isolation=request.param)
 
 
 def program(source: str) -> str:
     return textwrap.dedent(source).strip() + "\n"
 
 
-def sandbox_processes() -> list[int]:
-    """Processes still running under a sandbox uid."""
+def processes_of(uids) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                uid = entry.stat().st_uid
+                if entry.stat().st_uid in uids:
+                    found.append(int(entry.name))
             except OSError:
                 continue
-            if UID_BASE <= uid < 65534:
-                found.append(int(entry.name))
     return found
+
+
+def sandbox_processes() -> list[int]:
+    """Processes still running under a sandbox uid (or, unprivileged, our own uid's new ones)."""
+    return processes_of(range(UID_BASE, 65534))
 
 
 def test_a_correct_program_passes_and_a_wrong_one_fails_with_the_test_named():
@@ -153,43 +189,6 @@ def test_an_infinite_loop_times_out_and_the_next_program_runs():
     assert run_tests(ADD, ADD_TESTS).passed
 
 
-@dropped_uid
-def test_a_fork_bomb_is_contained_and_leaves_no_process():
-    source = program("""
-        import os
-        while True:
-            try:
-                os.fork()
-            except OSError:
-                pass
-    """)
-    result = run_tests(source, ["assert True"], timeout=2)
-    assert not result.passed
-    assert sandbox_processes() == []
-
-
-@dropped_uid
-def test_the_process_count_is_limited():
-    source = program("""
-        import os, time
-        children = 0
-        for _ in range(200):
-            try:
-                pid = os.fork()
-            except OSError:
-                break
-            if pid == 0:
-                time.sleep(30)
-                os._exit(0)
-            children += 1
-        print(children)
-    """)
-    out = Sandbox(Limits(processes=16)).run_program(source, timeout=5)
-    assert out.ok, out
-    assert int(out.stdout) < 16
-    assert sandbox_processes() == []
-
-
 def test_a_memory_bomb_fails_without_harm():
     limits = Limits(memory_mb=256)
     grab = Sandbox(limits).run_tests("x = bytearray(2 * 1024 ** 3)", ["assert True"])
@@ -197,98 +196,6 @@ def test_a_memory_bomb_fails_without_harm():
     grow = Sandbox(limits).run_tests(
         "chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))", ["assert True"])
     assert not grow.passed and "MemoryError" in grow.reason
-
-
-@isolated
-def test_writes_outside_the_working_directory_fail(tmp_path):
-    tmp_path.chmod(0o777)  # even a directory anyone may write to stays out of reach
-    targets = [tmp_path / "escaped.txt", Path.cwd() / "escaped.txt", Path("/etc/escaped.txt")]
-    source = program(f"""
-        import os
-        for target in {[str(t) for t in targets]!r}:
-            try:
-                with open(target, "w") as handle:
-                    handle.write("x")
-                print("wrote", target)
-            except OSError as exc:
-                print("refused", target, exc.errno)
-        with open("inside.txt", "w") as handle:
-            handle.write("fine")
-        print("inside", open("inside.txt").read())
-    """)
-    out = run_program(source)
-    assert out.ok and "inside fine" in out.stdout
-    for target in targets:
-        assert not target.exists()
-
-
-def test_killing_the_parent_and_everything_else_fails():
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        source = program(f"""
-            import os, signal
-            for pid in (os.getppid(), {os.getpid()}, {bystander.pid}, 1):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError as exc:
-                    print("refused", pid, exc.errno)
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-            def add(a, b):
-                return a + b
-        """)
-        result = run_tests(source, ADD_TESTS)
-        assert bystander.poll() is None  # the bystander lives, and so do we
-        assert result.passed and result.stdout.count("refused") == 4, result
-    finally:
-        bystander.kill()
-        bystander.wait()
-    assert run_tests(ADD, ADD_TESTS).passed
-
-
-@isolated
-def test_network_connections_fail():
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.settimeout(0.5)
-        port = listener.getsockname()[1]
-        source = program(f"""
-            import socket
-            with socket.socket() as s:
-                s.settimeout(2)
-                print("connect", s.connect_ex(("127.0.0.1", {port})))
-            try:
-                socket.getaddrinfo("pypi.org", 443)
-                print("resolved")
-            except OSError as exc:
-                print("no dns")
-        """)
-        out = run_program(source)
-        with pytest.raises(TimeoutError):
-            listener.accept()
-    assert out.ok
-    assert "connect 0" not in out.stdout and "no dns" in out.stdout
-
-
-def test_secrets_in_the_environment_are_not_visible(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-planted-secret-123")
-    monkeypatch.setenv("HF_TOKEN", "hf_planted_secret_456")
-    source = program("""
-        import os
-        print(sorted(os.environ.items()))
-        for path in ("/proc/1/environ", "/proc/self/environ"):
-            try:
-                print(open(path, "rb").read())
-            except OSError:
-                pass
-    """)
-    out = run_program(source)
-    assert out.ok
-    assert "planted" not in out.stdout
-    assert "OPENAI_API_KEY" not in out.stdout
 
 
 def test_output_is_capped():
@@ -308,3 +215,318 @@ def test_batch_results_keep_the_jobs_order():
     results = Sandbox(workers=4).run_tests_batch(jobs)
     assert [r.passed for r in results] == [bool(i % 3) for i in range(12)]
     assert {r.isolation for r in results} == {detect().layers}
+
+
+# attacks, under each protecting isolation
+
+def test_a_program_never_runs_as_root_and_cannot_become_root(protected):
+    source = program("""
+        import json, os
+        print("ids", json.dumps([os.getresuid(), os.getresgid()]))
+        for call in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.setgroups([0])):
+            try:
+                call()
+                print("became root")
+            except OSError as exc:
+                print("refused", exc.errno)
+    """)
+    out = protected.run_program(source)
+    assert out.ok, out
+    ids = json.loads(out.stdout.split("ids ", 1)[1].split("\n")[0])
+    assert 0 not in ids[0] and 0 not in ids[1]
+    assert "became root" not in out.stdout and out.stdout.count("refused") == 3
+
+
+def test_killing_the_parent_a_bystander_and_everything_else_fails(protected):
+    """kill(-1) reaches only the sandbox's own PID namespace: a bystander of the same user
+    (and pytest itself) is not even visible to it."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # the sandbox's own processes have pids 1, 2, 3...: a bystander's pid must not be one
+    assert bystander.pid > 16, "run this test outside a fresh PID namespace"
+    try:
+        source = program(f"""
+            import os, signal
+            for pid in ({bystander.pid}, os.getppid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    print("sent", pid)
+                except OSError as exc:
+                    print("refused", pid, exc.errno)
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            def add(a, b):
+                return a + b
+        """)
+        result = protected.run_tests(source, ADD_TESTS)
+        assert bystander.poll() is None  # the bystander lives, and so do we
+        # ESRCH, not EPERM: the processes outside do not exist for it
+        assert f"refused {bystander.pid} {errno.ESRCH}" in result.stdout, result
+        assert result.passed, result
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert protected.run_tests(ADD, ADD_TESTS).passed
+
+
+def test_another_process_environment_is_not_readable(protected, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-planted-secret-123")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                 env={**os.environ, "HF_TOKEN": "hf_planted_secret_456"})
+    try:
+        source = program(f"""
+            import os
+            print(sorted(os.environ.items()))
+            paths = ["/proc/{os.getpid()}/environ", "/proc/{bystander.pid}/environ",
+                     "/proc/self/environ", f"/proc/{{os.getppid()}}/environ"]
+            paths += [f"/proc/{{p}}/environ" for p in os.listdir("/proc") if p.isdigit()]
+            for path in paths:
+                try:
+                    print(path, open(path, "rb").read())
+                except OSError as exc:
+                    print("refused", path, exc.errno)
+        """)
+        out = protected.run_program(source)
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert out.ok, out
+    assert "planted" not in out.stdout and "OPENAI_API_KEY" not in out.stdout
+    assert f"refused /proc/{bystander.pid}/environ" in out.stdout
+
+
+# The search of a forger: every readable region of a memory file, for the nonce in the JSON
+# job the runner read; with it, a passing verdict on every descriptor, then a quiet exit.
+FORGE = program('''
+    import os, re, subprocess, sys
+    FORGED = b' {"stage": "done", "passed": 1, "error": null}\\n'
+
+    def forge_from(fd):
+        for line in open("/proc/self/maps").read().splitlines():
+            span, modes = line.split()[:2]
+            low, high = (int(x, 16) for x in span.split("-"))
+            try:
+                data = os.pread(fd, high - low, low) if "r" in modes else b""
+            except (OSError, OverflowError, ValueError):
+                continue
+            found = re.search(rb'"nonce": "([0-9a-f]{32})"', data)
+            if found:
+                for out in range(3, 64):
+                    try:
+                        os.write(out, found.group(1) + FORGED)
+                    except OSError:
+                        pass
+                print("forged")
+                sys.stdout.flush()
+                os._exit(0)
+''')
+
+# A wrong solution that opens its memory by every route it has and forges a passing verdict.
+FORGER = FORGE + program('''
+    def attempt(name, opener):
+        try:
+            fd = opener()
+        except (OSError, ValueError) as exc:
+            print("refused", name, type(exc).__name__)
+            return
+        print("opened", name)
+        forge_from(fd)
+
+    attempt("absolute", lambda: os.open("/proc/self/mem", os.O_RDONLY))
+    attempt("thread", lambda: os.open(f"/proc/self/task/{os.getpid()}/mem", os.O_RDONLY))
+    here = os.getcwd()
+    try:
+        os.chdir("/proc/self")
+        attempt("relative", lambda: os.open("mem", os.O_RDONLY))
+    finally:
+        os.chdir(here)
+    directory = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+    attempt("dir_fd", lambda: os.open("mem", os.O_RDONLY, dir_fd=directory))
+    attempt("dir_fd path", lambda: os.open("./mem", os.O_RDONLY, dir_fd=directory))
+    for name, target, path in (("file link", "/proc/self/mem", "m"),
+                               ("directory link", "/proc/self", "p/mem")):
+        try:
+            os.symlink(target, path.split("/")[0])
+        except (OSError, ValueError) as exc:
+            print("refused", name, type(exc).__name__)
+            continue
+        attempt(name, lambda: os.open(path, os.O_RDONLY))
+    # a new interpreter has no audit hook: only the kernel stands between it and our memory
+    child = subprocess.run([sys.executable, "-I", "-c", "import os; "
+                            "os.open(f'/proc/{os.getppid()}/mem', os.O_RDONLY); print('child opened')"],
+                           capture_output=True, text=True)
+    print("child", "opened" if "child opened" in child.stdout else "refused")
+
+    def add(a, b):
+        return a - b
+''')
+
+
+def test_a_wrong_program_cannot_forge_a_pass_from_the_nonce_in_memory(protected):
+    result = protected.run_tests(FORGER, ["assert add(2, 3) == 5"])
+    assert not result.passed, result
+    assert "forged" not in result.stdout and "opened" not in result.stdout, result.stdout
+    for route in ("absolute", "thread", "relative", "dir_fd", "dir_fd path", "file link",
+                  "directory link"):
+        assert f"refused {route} " in result.stdout, (route, result.stdout)
+    assert "child refused" in result.stdout
+
+
+def test_the_forgers_search_finds_a_nonce_where_memory_is_readable():
+    """The attack above is real: in a plain interpreter that may read its own memory and
+    holds a job like the runner's, the same search finds the nonce and forges."""
+    victim = "import json\n" + FORGE + program('''
+        job = json.loads('{"nonce": "' + "0123456789abcdef" * 2 + '", "tests": []}')
+        text = json.dumps(job)
+        forge_from(os.open("/proc/self/mem", os.O_RDONLY))
+    ''')
+    done = subprocess.run([sys.executable, "-I", "-c", victim], capture_output=True, text=True,
+                          timeout=60)
+    assert "forged" in done.stdout, done.stderr
+
+
+def test_writes_outside_the_working_directory_fail(protected, tmp_path):
+    tmp_path.chmod(0o777)  # even a directory anyone may write to stays out of reach
+    targets = [tmp_path / "escaped.txt", Path.cwd() / "escaped.txt", Path("/etc/escaped.txt"),
+               Path("/var/tmp/escaped.txt"), Path("/dev/shm/escaped.txt")]
+    source = program(f"""
+        import os
+        for target in {[str(t) for t in targets]!r}:
+            try:
+                with open(target, "w") as handle:
+                    handle.write("x")
+                print("wrote", target)
+            except OSError as exc:
+                print("refused", target, exc.errno)
+        with open("inside.txt", "w") as handle:
+            handle.write("fine")
+        print("inside", open("inside.txt").read())
+        print("home", os.listdir("/root") if os.path.isdir("/root") else None)
+    """)
+    out = protected.run_program(source)
+    assert out.ok and "inside fine" in out.stdout, out
+    for target in targets:
+        assert not target.exists()
+    if Path("/root").is_dir():
+        assert "home []" in out.stdout or "home ['" in out.stdout
+        assert ".bash_history" not in out.stdout and ".ssh" not in out.stdout
+
+
+def test_network_connections_fail(protected):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        source = program(f"""
+            import socket
+            with socket.socket() as s:
+                s.settimeout(2)
+                print("connect", s.connect_ex(("127.0.0.1", {port})))
+            try:
+                socket.getaddrinfo("pypi.org", 443)
+                print("resolved")
+            except OSError as exc:
+                print("no dns")
+        """)
+        out = protected.run_program(source)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert out.ok
+    assert "connect 0" not in out.stdout and "no dns" in out.stdout
+
+
+def test_a_fork_bomb_is_contained_and_leaves_no_process(protected):
+    before = set(processes_of({os.getuid()}))
+    source = program("""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """)
+    result = protected.run_tests(source, ["assert True"], timeout=2)
+    assert not result.passed
+    assert sandbox_processes() == []
+    if os.geteuid() != 0:  # unprivileged: the bomb's processes would be ours
+        assert set(processes_of({os.getuid()})) - before == set()
+
+
+def test_the_process_count_is_limited(protected):
+    source = program("""
+        import os, time
+        children = 0
+        for _ in range(200):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            children += 1
+        print(children)
+    """)
+    out = Sandbox(Limits(processes=16), isolation=protected.choice).run_program(source, timeout=5)
+    assert out.ok, out
+    assert int(out.stdout) < 16
+    assert sandbox_processes() == []
+
+
+def test_unshare_fails_closed_when_the_program_would_run_as_root():
+    if probe("unshare")[0] is None:
+        pytest.skip(f"NOT CHECKED: the jail's uid check ({probe('unshare')[1]})")
+    command = unshare_command(sys.executable, 0 if os.geteuid() == 0 else None, 1 << 20)
+    spec_at = next(i for i, arg in enumerate(command) if arg.startswith('{"uid"'))
+    spec = json.loads(command[spec_at])
+    if os.geteuid() != 0:
+        pytest.skip("NOT CHECKED: the jail's uid check as root (we are not root)")
+    command[spec_at] = json.dumps({**spec, "uid": 0})
+    done = subprocess.run(command + ["-I", "-c", "print('ran')"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 125 and "ran" not in done.stdout
+    assert "would still run as root" in done.stderr
+
+
+# choosing an isolation
+
+def test_an_isolation_this_machine_lacks_is_a_config_error_naming_the_fix(monkeypatch):
+    real_which = isolation_module.shutil.which
+    monkeypatch.setattr(isolation_module.shutil, "which",
+                        lambda name: None if name in ("bwrap", "unshare") else real_which(name))
+    detect.cache_clear()
+    probe.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="apt-get install -y bubblewrap"):
+            detect("bwrap")
+        with pytest.raises(ConfigError, match="no safe sandbox") as refused:
+            detect("auto")
+        assert "bwrap is not installed" in str(refused.value)
+        assert "sandbox.isolation=process" in str(refused.value)
+        with pytest.raises(ConfigError, match="choose one of"):
+            detect("docker")
+    finally:
+        detect.cache_clear()
+        probe.cache_clear()
+
+
+def test_process_isolation_is_recorded_as_unprotected_and_never_runs_as_root():
+    if os.geteuid() == 0 and not isolation_module._reachable_by_others(sys.executable):
+        with pytest.raises(ConfigError, match="never done"):
+            detect("process")
+        return
+    chosen = detect("process")
+    assert chosen.layers.endswith("+unprotected") and not chosen.protected
+    assert chosen.drop_uid == (os.geteuid() == 0)
+    out = Sandbox(isolation="process").run_program("import os; print(os.getuid())")
+    assert out.ok and out.stdout.strip() != "0"
+    assert out.isolation == chosen.layers
+    assert all(found.protected for found, _ in map(probe, PROTECTED) if found)
+
+
+def test_zero_tests_is_a_failure_with_its_reason():
+    result = run_tests(ADD, [])
+    assert not result.passed and result.n_tests == 0
+    assert result.reason.startswith("no tests to run")

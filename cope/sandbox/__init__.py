@@ -4,11 +4,14 @@
     >>> run_tests("def add(a, b):\\n    return a + b", ["assert add(2, 3) == 5"]).passed
     True
 
-Every program runs in a process of its own (`isolation.py` says which layers this machine
-offers: bubblewrap namespaces with a read-only root, no network, a fresh capped tmpfs and an
-unprivileged uid; without bubblewrap, a plain child process), under a wall-clock timeout
-and setrlimit limits on CPU time, memory, file size, open files and processes, with an
-environment scrubbed down to PATH and locale, and with stdout and stderr capped.
+Every program runs in a process of its own under the isolation `isolation.py` chooses
+(bubblewrap, or util-linux `unshare` with cope's own set-up in `_jail.py`: private PID and
+network namespaces, a read-only file system with a fresh capped tmpfs as working
+directory, never as uid 0; `auto` refuses to run programs where neither works, and only an
+explicit `sandbox.isolation=process` runs them unprotected), under a wall-clock timeout and
+setrlimit limits on CPU time, memory, file size, open files and processes, with an
+environment scrubbed down to PATH and locale, and with stdout and stderr capped. Every
+result names the layers that protected it.
 
 Why a verdict cannot be forged. Exit status and printed text prove nothing: a program can
 call `exit(0)` before its asserts or print "passed". So the parent trusts one thing only: a
@@ -17,11 +20,13 @@ run; it reaches the runner (`_runner.py`) in a memfd that the runner reads and c
 the program's first line runs, and it then lives only in a local variable of the runner's
 main function. The runner writes the verdict after the last test has run, then leaves with
 `os._exit` (no atexit hook, no thread gets a later word). The program cannot reach the
-nonce: the runner's audit hook (which cannot be removed, and whose closure holds everything
-it relies on) turns away frame introspection (`sys._getframe`, traceback and generator
-frames, trace and profile hooks), the garbage collector's object lists, ctypes and
-/proc/<pid>/mem, and the runner marks itself non-dumpable so that its memory files belong
-to root. Anything else on the pipe (a second
+nonce: the runner marks itself non-dumpable, so its memory files belong to root, and the
+program never runs as root, so the kernel refuses it /proc/self/mem by any path (and a
+child process is refused its parent's). The runner's audit hook (which cannot be removed,
+and whose closure holds everything it relies on) adds a second wall: it turns away frame
+introspection (`sys._getframe`, traceback and generator frames, trace and profile hooks),
+the garbage collector's object lists, ctypes, and opening or linking to a file named `mem`
+or `pagemap` by any absolute, relative or dir_fd path. Anything else on the pipe (a second
 line, a wrong nonce, a verdict written by the program itself) makes the run a failure. The
 runner binds `exec`, `compile` and the other names it relies on before the program runs, and
 each test runs with a fresh copy of the builtins as they were before the program, so
@@ -40,11 +45,17 @@ from cope.sandbox.isolation import Isolation, detect
 _default: Sandbox | None = None
 
 
-def default_sandbox() -> Sandbox:
+def configure(isolation: str = "auto") -> Sandbox:
+    """Make the sandbox that every task uses run under `isolation` (auto, bwrap, unshare or
+    process); a ConfigError, naming what to install, when this machine cannot honour it."""
     global _default
-    if _default is None:
-        _default = Sandbox()
+    if _default is None or _default.choice != isolation:
+        _default = Sandbox(isolation=isolation)
     return _default
+
+
+def default_sandbox() -> Sandbox:
+    return _default or configure()
 
 
 def run_tests(program: str, tests: list[str], timeout: float = 10.0, setup: str = ""
@@ -64,4 +75,4 @@ def run_program(program: str, timeout: float = 10.0) -> ProgramResult:
 
 
 __all__ = ["Isolation", "Limits", "ProgramResult", "Sandbox", "TestJob", "TestResult",
-           "default_sandbox", "detect", "run_program", "run_tests", "run_tests_batch"]
+           "configure", "default_sandbox", "detect", "run_program", "run_tests", "run_tests_batch"]

@@ -25,9 +25,15 @@ def _audit_hook():
         "sys.addaudithook",
     })
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
-    memory_files = ("/mem", "/pagemap")
-    _isinstance, _error = isinstance, ValueError
-    _startswith, _endswith, _fsdecode, _fspath = str.startswith, str.endswith, os.fsdecode, os.fspath
+    # a process's memory files: matched by their last component, so that a relative path
+    # (after chdir("/proc/self")), a dir_fd open (the event does not show the directory) and
+    # a symbolic link made to reach them are turned away like the absolute path
+    memory_files = frozenset({"mem", "pagemap"})
+    _isinstance, _error, _str = isinstance, ValueError, str
+    _startswith, _rpartition, _fsdecode, _fspath = str.startswith, str.rpartition, os.fsdecode, os.fspath
+
+    def last_part(path):
+        return _rpartition(_fsdecode(_fspath(path)), "/")[2]
 
     def hook(event, args):
         if event in blocked or _startswith(event, "ctypes."):
@@ -35,21 +41,24 @@ def _audit_hook():
         if event == "object.__getattr__" and args[1:2] and args[1] in frame_attributes:
             raise _error("sandbox: frame access is disabled")
         if event == "open" and args and args[0] is not None and not _isinstance(args[0], int):
-            path = _fsdecode(_fspath(args[0]))
-            if _startswith(path, "/proc/") and _endswith(path, memory_files):
-                raise _error("sandbox: opening " + path + " is disabled")
+            if last_part(args[0]) in memory_files:
+                raise _error("sandbox: opening " + _str(args[0]) + " is disabled")
+        if event == "os.symlink" and args and last_part(args[0]) in memory_files:
+            raise _error("sandbox: a link to " + _str(args[0]) + " is disabled")
 
     return hook
 
 
 def _undumpable():
-    """PR_SET_DUMPABLE 0: /proc/self/mem and friends then belong to root, not to us."""
+    """PR_SET_DUMPABLE 0: /proc/self/mem and friends then belong to root, not to us (and
+    the program never runs as root). Whether it held: without it the verdict is unsafe."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl(4, 0, 0, 0, 0) == 0 and prctl(3, 0, 0, 0, 0) == 0  # SET, then GET
     except Exception:
-        pass
+        return False
     finally:
         sys.modules.pop("ctypes", None)
 
@@ -87,7 +96,7 @@ def main():
     write = os.write
     dumps = json.dumps
     exit_now = os._exit
-    _undumpable()
+    protected = _undumpable()
     sys.addaudithook(_audit_hook())
 
     def report(verdict):
@@ -96,6 +105,9 @@ def main():
         write(verdict_fd, (nonce + " " + dumps(verdict) + "\n").encode())
         exit_now(0)  # no atexit hooks, no lingering threads: the verdict is the last word
 
+    if not protected:
+        report({"stage": "harness", "passed": 0, "error": "the runner could not make its "
+                "memory unreadable (prctl PR_SET_DUMPABLE), so no verdict would be safe"})
     # Against tests the program is a module named `solution`: its `if __name__ == "__main__":`
     # demo (which may wait for input) is not part of the answer.
     name = "__main__" if job["mode"] == "program" else "solution"

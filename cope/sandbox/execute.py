@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cope.sandbox.isolation import SAFE_ENV, UID_BASE, Isolation, bwrap_command, detect
+from cope.sandbox.isolation import (SAFE_ENV, UID_BASE, Isolation, bwrap_command, detect,
+                                    unshare_command)
 
 RUNNER_SOURCE = (Path(__file__).parent / "_runner.py").read_text(encoding="utf-8")
 VERDICT_CAP = 4096
@@ -132,9 +133,10 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
     uid = UID_BASE + slot if isolation.drop_uid else None
     workdir = None
     kwargs: dict[str, Any] = {}
-    if isolation.kind == "bwrap":
-        prefix = bwrap_command(isolation.python, slot if isolation.drop_uid else None,
-                               limits.workdir_mb << 20)
+    slot_or_none = slot if isolation.drop_uid else None
+    if isolation.kind in ("bwrap", "unshare"):
+        make = bwrap_command if isolation.kind == "bwrap" else unshare_command
+        prefix = make(isolation.python, slot_or_none, limits.workdir_mb << 20)
         env = dict(SAFE_ENV)
     else:
         workdir = tempfile.mkdtemp(prefix="cope-sandbox-")
@@ -168,11 +170,14 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
         verdict, problem = None, f"timed out after {timeout:g} s"
     elif verdict is None and problem is None:
         code = process.returncode
-        number = -code if code < 0 else code - 128 if code > 128 and isolation.kind == "bwrap" else 0
+        namespaced = isolation.kind != "process"  # bwrap and unshare report 128 + signal
+        number = -code if code < 0 else code - 128 if code > 128 and namespaced else 0
         if number == signal.SIGXCPU:
             problem = f"timed out (used its {timeout:g} s of CPU time)"
         elif number:
             problem = f"killed by {_signal_name(number)} (a resource limit?)"
+        elif code == 125 and isolation.kind == "unshare":  # the sandbox's set-up refused to run the program
+            problem = "the sandbox could not be set up: " + (stderr.strip().splitlines() or ["?"])[-1]
         else:
             problem = f"exited with status {code} before the harness gave a verdict"
     return _Raw(verdict, problem, stdout, stderr, truncated, duration)
@@ -263,6 +268,8 @@ def test_result(raw: _Raw, n_tests: int, isolation: Isolation) -> TestResult:
             reason = raw.problem
         elif verdict.get("stage") == "program":
             reason = f"the program failed: {verdict.get('error')}"
+        elif verdict.get("stage") == "harness":
+            reason = f"the harness refused: {verdict.get('error')}"
         elif verdict.get("stage") == "test":
             reason = f"test {verdict.get('failed')} failed: {verdict.get('error')}"
         else:
@@ -278,6 +285,7 @@ class Sandbox:
                  isolation: str = "auto") -> None:
         self.limits = limits or Limits()
         self.workers = workers or max(2, 2 * (os.cpu_count() or 1))
+        self.choice = isolation
         self.isolation = detect(isolation)
 
     def _with_slot(self, job: dict[str, Any], timeout: float) -> _Raw:
@@ -290,6 +298,9 @@ class Sandbox:
     def run_tests(self, program: str, tests: Sequence[str], timeout: float = 10.0,
                   setup: str = "") -> TestResult:
         """Run `program`, then each test (an assert statement or a snippet) in its namespace."""
+        if not tests:  # a program that ran no test has shown nothing
+            return TestResult(False, "no tests to run: a program passes only the tests it ran",
+                              0, 0, "", "", 0.0, self.isolation.layers)
         job = {"mode": "tests", "program": program, "tests": list(tests), "setup": setup}
         return test_result(self._with_slot(job, timeout), len(tests), self.isolation)
 

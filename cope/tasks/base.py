@@ -38,6 +38,9 @@ class Verdict:
     support: list[int]  # indices of the samples that back the answer
     answers: list[str | None]  # per-sample extracted answers (None: abstained)
     tied: int = 1  # how many answers shared the top vote count
+    # per sample: the isolation its program ran under (cope.sandbox layers), None when no
+    # program ran; None for a stage that runs no programs
+    sandbox: list[str | None] | None = None
 
 
 class Task(ABC):
@@ -97,6 +100,15 @@ class Task(ABC):
     def details(self) -> dict[str, Any]:
         """How this task judges, for metrics.json (e.g. which tests a code task runs)."""
         return {}
+
+    def runs_programs(self, styles: set[str]) -> bool:
+        """Whether a method whose stages use `styles` runs model-written programs (then the
+        sandbox must be available before the first generation)."""
+        return bool(styles & {"pot", "mixed"})
+
+    def program_isolation(self) -> str | None:
+        """The sandbox layers that program-of-thought samples run under."""
+        return None
 
     # Executor styles beyond the task's own prompt ("cot"): a task that supports program-of-
     # thought samples ("pot", and "mixed" CoT + PoT) lists them and implements the hooks below.

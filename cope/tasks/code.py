@@ -18,7 +18,7 @@ import re
 from functools import cached_property
 
 from cope.generation import Message
-from cope.sandbox import Sandbox, TestJob
+from cope.sandbox import Sandbox, TestJob, default_sandbox
 from cope.tasks.base import Plan, Problem, Task, Verdict
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
@@ -107,7 +107,10 @@ class CodeTask(Task):
 
     @cached_property
     def sandbox(self) -> Sandbox:
-        return Sandbox()
+        return default_sandbox()
+
+    def runs_programs(self, styles: set[str]) -> bool:
+        return True
 
     @property
     def timeout(self) -> float:
@@ -143,16 +146,19 @@ class CodeTask(Task):
         results = self.sandbox.run_tests_batch(
             self._jobs(problem, unique, problem.meta["visible"]), self.timeout)
         passed = {code: result.passed for code, result in zip(unique, results)}
+        isolation = {code: result.isolation for code, result in zip(unique, results)}
+        ran = [None if code is None else isolation[code] for code in codes]
         passing = [i for i in written if passed[codes[i]]]
         if passing:
             chosen = rng.choice(passing) if rng is not None else passing[0]
             return Verdict(answer=codes[chosen], confidence=1.0, support=passing,
-                           answers=codes)
+                           answers=codes, sandbox=ran)
         # Nothing passes: confidence 0 escalates; the last stage still answers with a candidate.
         if not written:
-            return Verdict(answer=None, confidence=0.0, support=[], answers=codes)
+            return Verdict(answer=None, confidence=0.0, support=[], answers=codes, sandbox=ran)
         chosen = rng.choice(written) if rng is not None else written[0]
-        return Verdict(answer=codes[chosen], confidence=0.0, support=[], answers=codes)
+        return Verdict(answer=codes[chosen], confidence=0.0, support=[], answers=codes,
+                       sandbox=ran)
 
     async def aggregate_async(self, problem: Problem, texts: list[str],
                               rng: random.Random | None = None) -> Verdict:

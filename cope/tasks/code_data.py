@@ -36,6 +36,9 @@ def read_hidden_tests(path_text: str) -> dict[str, list[str]]:
         test_list = require(record, "test_list", path, number)
         if not isinstance(test_list, list) or not all(isinstance(t, str) for t in test_list):
             raise DataError(f"{path}:{number}: test_list must be a list of strings.")
+        if not any(t.strip() for t in test_list):  # no test would judge every program wrong
+            raise DataError(f"{path}:{number}: task {task_id} has an empty test_list; give it "
+                            "at least one test.")
         tests[str(task_id)] = test_list
     return tests
 
@@ -84,6 +87,9 @@ class MBPP(CodeTask):
             for number, record in read_jsonl(path):
                 for key in ("task_id", "text", "code", "test_list"):
                     require(record, key, path, number)
+                if not any(str(t).strip() for t in record["test_list"]):
+                    raise DataError(f"{path}:{number}: task {record['task_id']} has an empty "
+                                    "test_list; give it at least one test.")
                 if low <= int(record["task_id"]) <= high:
                     problems.append(self.convert(len(problems), record))
             if not problems:
@@ -163,6 +169,8 @@ class HumanEval(CodeTask):
         for number, record in read_jsonl(path):
             for key in ("task_id", "prompt", "entry_point", "canonical_solution", "test"):
                 require(record, key, path, number)
+            if not str(record["test"]).strip():
+                raise DataError(f"{path}:{number}: {record['task_id']} has an empty test.")
             problems.append(self.convert(len(problems), record))
         return problems
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+from cope import sandbox
 from cope.generation import Message
 from cope.tasks.base import Plan, Problem, Task, Verdict
 from cope.tasks.program_of_thought import ProgramError, extract_program, printed_answer, run_program
@@ -233,6 +234,9 @@ class MathTask(Task):
 
     def extract(self, text: str) -> str | None:
         return extract_answer(text, last_number_fallback=self.last_number_fallback)
+
+    def program_isolation(self) -> str | None:
+        return sandbox.default_sandbox().isolation.layers
 
     def program_answer(self, problem: Problem, text: str, timeout: float) -> str | None:
         """The last line the response's program printed, read like a written answer (a box or
