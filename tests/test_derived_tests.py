@@ -101,9 +101,9 @@ def test_inputs_the_reference_refuses_and_answers_that_vary_between_processes_ar
                        ["assert unique(['ab', 'cd', 'ef', 'gh', 'ij']) == "
                         "list(set(['ab', 'cd', 'ef', 'gh', 'ij']))"])
     derived = derive_tests(unordered, attempts=60)
-    for _ in range(3):  # what is kept holds in every process
-        assert run_tests(unordered["code"], derived).passed
     assert all(test.count("'") <= 6 for test in derived)  # one word at most: no order to vary
+    for _ in range(3):  # what is kept (if anything) holds in every process
+        assert all(run_tests(unordered["code"], [test]).passed for test in derived)
 
 
 def test_sets_are_written_in_one_order_whatever_the_hash_seed(tmp_path):

@@ -141,3 +141,29 @@ def test_each_task_and_pair_gets_its_own_tables_and_plot(analysis_sweep, tmp_pat
                                           "table3-gsm8k-qwen1.5b+gpt-4o.md").read_text()
     assert {r["family"] for r in written["significance"]} == {
         "gsm8k/qwen-coder-cpu vs large", "gsm8k/qwen1.5b+gpt-4o vs large"}
+
+
+def test_cells_that_ran_programs_under_different_isolation_are_flagged(analysis_sweep, tmp_path):
+    import shutil
+
+    from analysis.report import build_report
+
+    layers = {"large": "bwrap+pidns+netns+rofs+uid+rlimits",
+              "small_majority": "process+uid+rlimits+unprotected"}
+    for cell, isolation in layers.items():
+        dst = tmp_path / "runs" / cell
+        shutil.copytree(analysis_sweep / "gsm8k-cpu" / cell, dst)
+        metrics = json.loads((dst / "metrics.json").read_text())
+        (dst / "metrics.json").write_text(json.dumps({**metrics,
+                                                      "sandbox_isolation": {isolation: 3}}))
+    written = build_report(tmp_path / "runs", tmp_path / "out", resamples=200)
+    assert len(written["warnings"]) == 1
+    warning = written["warnings"][0]
+    assert "different sandbox isolation" in warning and layers["small_majority"] in warning
+    assert warning in (tmp_path / "out" / "report.md").read_text()
+    # the same isolation everywhere: no warning
+    for cell in layers:
+        path = tmp_path / "runs" / cell / "metrics.json"
+        metrics = json.loads(path.read_text())
+        path.write_text(json.dumps({**metrics, "sandbox_isolation": {layers["large"]: 3}}))
+    assert build_report(tmp_path / "runs", tmp_path / "out2", resamples=200)["warnings"] == []

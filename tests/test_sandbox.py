@@ -475,19 +475,26 @@ def test_the_process_count_is_limited(protected):
     assert sandbox_processes() == []
 
 
-def test_unshare_fails_closed_when_the_program_would_run_as_root():
-    if probe("unshare")[0] is None:
-        pytest.skip(f"NOT CHECKED: the jail's uid check ({probe('unshare')[1]})")
+def _jail(spec_change: dict) -> subprocess.CompletedProcess:
+    """Run the unshare isolation's set-up with a changed spec, on a program that prints."""
     command = unshare_command(sys.executable, 0 if os.geteuid() == 0 else None, 1 << 20)
-    spec_at = next(i for i, arg in enumerate(command) if arg.startswith('{"uid"'))
-    spec = json.loads(command[spec_at])
-    if os.geteuid() != 0:
-        pytest.skip("NOT CHECKED: the jail's uid check as root (we are not root)")
-    command[spec_at] = json.dumps({**spec, "uid": 0})
-    done = subprocess.run(command + ["-I", "-c", "print('ran')"], capture_output=True,
+    at = next(i for i, arg in enumerate(command) if arg.startswith('{"uid"'))
+    command[at] = json.dumps({**json.loads(command[at]), **spec_change})
+    return subprocess.run(command + ["-I", "-c", "print('ran')"], capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 125 and "ran" not in done.stdout
-    assert "would still run as root" in done.stderr
+
+
+def test_the_unshare_set_up_fails_closed():
+    if probe("unshare")[0] is None:
+        pytest.skip(f"NOT CHECKED: the unshare set-up's refusals ({probe('unshare')[1]})")
+    broken = _jail({"binds": ["/nonexistent/cope-python"]})
+    assert broken.returncode == 125 and "ran" not in broken.stdout
+    assert "cope sandbox (unshare): FileNotFoundError" in broken.stderr
+    if os.geteuid() != 0:
+        pytest.skip("NOT CHECKED: the set-up's refusal to keep uid 0 (cope is not root here)")
+    as_root = _jail({"uid": 0})
+    assert as_root.returncode == 125 and "ran" not in as_root.stdout
+    assert "would still run as root" in as_root.stderr
 
 
 # choosing an isolation

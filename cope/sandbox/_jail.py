@@ -159,4 +159,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception as exc:  # any step that fails leaves the program unstarted
+        fail(f"{type(exc).__name__}: {exc}")

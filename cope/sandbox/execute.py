@@ -130,13 +130,13 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
     os.write(setup_fd, json.dumps(payload).encode())
     os.lseek(setup_fd, 0, os.SEEK_SET)
     read_end, write_end = os.pipe()
-    uid = UID_BASE + slot if isolation.drop_uid else None
+    own_slot = slot if isolation.drop_uid else None  # None: no uid of its own (not root)
+    uid = None if own_slot is None else UID_BASE + own_slot
     workdir = None
     kwargs: dict[str, Any] = {}
-    slot_or_none = slot if isolation.drop_uid else None
     if isolation.kind in ("bwrap", "unshare"):
         make = bwrap_command if isolation.kind == "bwrap" else unshare_command
-        prefix = make(isolation.python, slot_or_none, limits.workdir_mb << 20)
+        prefix = make(isolation.python, own_slot, limits.workdir_mb << 20)
         env = dict(SAFE_ENV)
     else:
         workdir = tempfile.mkdtemp(prefix="cope-sandbox-")
@@ -176,8 +176,9 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
             problem = f"timed out (used its {timeout:g} s of CPU time)"
         elif number:
             problem = f"killed by {_signal_name(number)} (a resource limit?)"
-        elif code == 125 and isolation.kind == "unshare":  # the sandbox's set-up refused to run the program
-            problem = "the sandbox could not be set up: " + (stderr.strip().splitlines() or ["?"])[-1]
+        elif code == 125 and isolation.kind == "unshare":  # _jail.py refused to run it
+            why = (stderr.strip().splitlines() or ["?"])[-1]
+            problem = f"the sandbox could not be set up: {why}"
         else:
             problem = f"exited with status {code} before the harness gave a verdict"
     return _Raw(verdict, problem, stdout, stderr, truncated, duration)
