@@ -61,13 +61,15 @@ def program(source: str) -> str:
 
 
 def processes_of(uids) -> list[int]:
+    """Live processes of `uids` (a zombie is dead: it waits only for its parent to reap it)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid in uids:
+                if (entry.stat().st_uid in uids and (entry / "stat").read_text()
+                        .rpartition(")")[2].split()[0] not in ("Z", "X")):
                     found.append(int(entry.name))
-            except OSError:
+            except (OSError, IndexError):
                 continue
     return found
 

@@ -160,7 +160,7 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
                                                  limits.output_bytes)
     finally:
         os.close(read_end)
-        _kill(process, uid)
+        _kill(process, uid, namespaced=isolation.kind != "process")
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     duration = time.monotonic() - start
@@ -222,10 +222,11 @@ def _collect(process: subprocess.Popen, verdict_fd: int, deadline: float, cap: i
     return {k: bytes(v) for k, v in chunks.items()}, truncated, False
 
 
-def _kill(process: subprocess.Popen, uid: int | None) -> None:
-    """Kill the program's session (bwrap: its PID namespace dies with it), then every process
-    left under its uid: a child may have left the session, and the next program in this
-    slot must start with its full process count."""
+def _kill(process: subprocess.Popen, uid: int | None, namespaced: bool) -> None:
+    """Kill the program's session, and with it its PID namespace (bwrap, unshare), then every
+    process left under its uid: a child may have left the session, and the next program in
+    this slot must start with its full process count."""
+    init = _first_child(process.pid) if namespaced else None  # the namespace's pid 1
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -234,6 +235,8 @@ def _kill(process: subprocess.Popen, uid: int | None) -> None:
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+    if init is not None:
+        _wait_until_dead(init)  # its namespace's processes are gone before it is
     if uid is None:
         return
     deadline = time.monotonic() + 30
@@ -244,6 +247,28 @@ def _kill(process: subprocess.Popen, uid: int | None) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.02)
+
+
+def _first_child(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _wait_until_dead(pid: int, timeout: float = 30.0) -> None:
+    """Until `pid` is a zombie or gone: the kernel kills and reaps every process of a PID
+    namespace before its init becomes a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.005)
 
 
 def _processes_of(uid: int) -> list[int]:
