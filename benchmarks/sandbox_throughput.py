@@ -2,7 +2,7 @@
 isolation this machine offers (bwrap, unshare, and process when it may run here), against
 plain `python -c` subprocesses without isolation, in the same run and with the same workers.
 
-    python benchmarks/sandbox_throughput.py [--data ../shared/data] [--workers N]
+    python benchmarks/sandbox_throughput.py [--data ../shared/data] [--workers N] [--out FILE]
 
 The baseline is `python -I -S -c "<code, set-up, tests>"` (no isolation, no
 site-packages: the cheapest start of an interpreter). Both run each of the 499 test-split
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path,
                         default=Path(os.environ.get("COPE_SHARED_DATA", "../shared/data")))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args()
     rows = references(args.data)
     sandboxes = isolations(args.workers)
@@ -112,8 +113,8 @@ def main() -> None:
             "passed": passed,
             "ratio": round(plain_s / seconds, 3),
         }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

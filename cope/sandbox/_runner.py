@@ -1,14 +1,16 @@
 """Runs inside the sandbox: one program, then its tests, then one verdict.
 
-Started as `python -I -B _runner.py SETUP_FD VERDICT_FD` (standard library only: it must run
-with any interpreter the sandbox offers). SETUP_FD holds a JSON object (mode, program, setup,
-tests, nonce, limits; `setup` runs after the program, before the tests); it is read and closed before any model-written code runs. The verdict
-goes to VERDICT_FD as one line, `<nonce> <json>`, and only after every test ran; the parent
+Started as `python -I -S -B _runner.py SETUP_FD VERDICT_FD` (standard library only: it must run
+with any interpreter the sandbox offers). SETUP_FD holds a marshalled dict (mode, program, setup,
+tests, nonce, limits; `setup` runs after the program, before the tests); it is read and
+closed before any model-written code runs. The verdict goes to VERDICT_FD as one line,
+`<nonce> <repr of a dict of literals>`, and only after every test ran; the parent
 accepts nothing else on that pipe. See cope/sandbox/__init__.py for why it cannot be forged.
+marshal and repr, not json: importing json (and re with it) costs more than most programs.
 """
 
 import builtins
-import json
+import marshal
 import os
 import resource
 import sys
@@ -63,6 +65,17 @@ def _undumpable():
         sys.modules.pop("ctypes", None)
 
 
+def _site_packages():
+    """The interpreter's site-packages on sys.path, as without -S, but without running their
+    .pth files: those import what they please (certificates, editable installs), which costs
+    more than most programs take to run."""
+    import site
+
+    for path in site.getsitepackages():
+        if path not in sys.path and os.path.isdir(path):
+            sys.path.append(path)
+
+
 def _limit(name, value, hard=None):
     kind = getattr(resource, name)
     try:
@@ -81,8 +94,9 @@ def _describe(exc):
 def main():
     setup_fd, verdict_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(setup_fd, "rb") as handle:
-        job = json.loads(handle.read())
+        job = marshal.loads(handle.read())
     nonce = job.pop("nonce")
+    _site_packages()
     limits = job["limits"]
     _limit("RLIMIT_CPU", limits["cpu_s"], limits["cpu_s"] + 1)  # SIGXCPU first, then SIGKILL
     _limit("RLIMIT_AS", limits["memory_bytes"])
@@ -94,7 +108,7 @@ def main():
     # The names the verdict depends on, bound before the program could patch them.
     _exec, _compile, _dict, _enumerate, _BaseException = exec, compile, dict, enumerate, BaseException
     write = os.write
-    dumps = json.dumps
+    _repr = repr
     exit_now = os._exit
     protected = _undumpable()
     sys.addaudithook(_audit_hook())
@@ -102,7 +116,7 @@ def main():
     def report(verdict):
         sys.stdout.flush()
         sys.stderr.flush()
-        write(verdict_fd, (nonce + " " + dumps(verdict) + "\n").encode())
+        write(verdict_fd, (nonce + " " + _repr(verdict) + "\n").encode())
         exit_now(0)  # no atexit hooks, no lingering threads: the verdict is the last word
 
     if not protected:

@@ -23,7 +23,6 @@ what to install. Which isolation ran is recorded with every result (`Isolation.l
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import shutil
@@ -124,14 +123,14 @@ def bwrap_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:
 def unshare_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:
     """The util-linux prefix for one program (see `_jail.py`); `slot` set: we are root and
     the program runs under uid UID_BASE + slot, else under a nested user namespace."""
-    spec = {"uid": UID_BASE + (slot or 0), "userns": slot is None, "workdir_bytes": tmpfs_bytes,
-            "hide": list(HIDDEN_DIRS), "binds": _interpreter_dirs()}
+    spec = [str(UID_BASE + (slot or 0)), "userns" if slot is None else "setuid", str(tmpfs_bytes),
+            ":".join(HIDDEN_DIRS), ":".join(_interpreter_dirs())]
     # setpriv --pdeathsig: unshare (and with it the namespaces) dies if cope does
     command = ["setpriv", "--pdeathsig", "KILL", "--", "unshare"]
     if slot is None:
         command += ["--user", "--map-root-user"]
     command += ["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--net", "--ipc",
-                "--uts", "--", python, "-I", "-S", "-B", "-c", JAIL_SOURCE, json.dumps(spec), "--"]
+                "--uts", "--", python, "-I", "-S", "-B", "-c", JAIL_SOURCE, *spec, "--"]
     return command + [python]
 
 
