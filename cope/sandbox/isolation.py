@@ -101,6 +101,11 @@ def bwrap_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:
         if os.path.isdir(hidden) and not os.path.islink(hidden):
             command += ["--tmpfs", hidden]
     for path in _interpreter_dirs():
+        # the directories above it, inside a hidden one, reachable by the program's uid
+        hidden = next((d for d in HIDDEN_DIRS if path.startswith(d + "/")), path)
+        parents = [str(p) for p in reversed(Path(path).parents) if str(p).startswith(hidden + "/")]
+        for parent in parents:
+            command += ["--perms", "0755", "--dir", parent]
         command += ["--ro-bind", path, path]
     command += [
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", SANDBOX_DIR,
