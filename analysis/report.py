@@ -31,6 +31,7 @@ from typing import Any
 from analysis import plots, significance, stages, tables
 from analysis.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
 from analysis.runs import SMALL_ONLY, load_runs, summary_table
+from cope.sandbox.isolation import FORMER_LAYERS
 
 
 def slug(text: str) -> str:
@@ -49,12 +50,16 @@ def restrict_to_common(runs: list[dict]) -> list[dict]:
 
 
 def isolations(run: dict) -> frozenset[str]:
-    """The sandbox isolations a run's model-written programs ran under (none: no programs)."""
-    counted = (run.get("metrics") or {}).get("sandbox_isolation")
-    if counted is not None:
-        return frozenset(counted)
-    return frozenset(layers for problem in run["problems"] for stage in problem.get("stages", [])
-                     for layers in stage.get("sandbox") or [] if layers)
+    """The sandbox isolations a run's model-written programs (its candidates and its judge's
+    runs) ran under; none: no programs. Older records' names are read as today's."""
+    metrics = run.get("metrics") or {}
+    found = set(metrics.get("sandbox_isolation") or ())
+    if not found:  # an unfinished run has no metrics.json yet
+        found = {layers for problem in run["problems"] for stage in problem.get("stages", [])
+                 for layers in stage.get("sandbox") or [] if layers}
+    if judge := (metrics.get("task_details") or {}).get("sandbox"):
+        found.add(judge)
+    return frozenset(FORMER_LAYERS.get(layers, layers) for layers in found)
 
 
 def isolation_warning(name: str, group: list[dict]) -> str | None:

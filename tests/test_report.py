@@ -167,3 +167,9 @@ def test_cells_that_ran_programs_under_different_isolation_are_flagged(analysis_
         metrics = json.loads(path.read_text())
         path.write_text(json.dumps({**metrics, "sandbox_isolation": {layers["large"]: 3}}))
     assert build_report(tmp_path / "runs", tmp_path / "out2", resamples=200)["warnings"] == []
+    # a record written before the layers were spelled out names the same isolation
+    path = tmp_path / "runs" / "large" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["sandbox_isolation"]
+    path.write_text(json.dumps({**metrics, "task_details": {"sandbox": "bwrap+uid+rlimits"}}))
+    assert build_report(tmp_path / "runs", tmp_path / "out3", resamples=200)["warnings"] == []

@@ -49,6 +49,12 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install -y bubblewra
                 "code tasks in a Linux VM or container. sandbox.isolation=process runs them "
                 "unprotected, at your own risk")
 
+# what records written before the layers were spelled out call the same isolation
+FORMER_LAYERS = {"bwrap+uid+rlimits": "bwrap+pidns+netns+rofs+uid+rlimits",
+                 "bwrap+rlimits": "bwrap+pidns+netns+rofs+userns+rlimits",
+                 "process+uid+rlimits": "process+uid+rlimits+unprotected",
+                 "process+rlimits": "process+rlimits+unprotected"}
+
 
 @dataclass(frozen=True)
 class Isolation:
