@@ -54,12 +54,16 @@ class GenerationCache:
     """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), off."""
 
     def __init__(self, path: str | Path | None, mode: str = "readwrite",
-                 shared: SharedSegments | None = None) -> None:
+                 shared: SharedSegments | None = None, reuse_version1: bool = False) -> None:
         if mode not in ("readwrite", "readonly", "off"):
             raise ConfigError(f"cache.mode='{mode}': choose readwrite, readonly or off.")
         if shared is not None and mode != "readwrite":
             raise ConfigError(f"cache.shared_dir needs cache.mode=readwrite, not {mode}.")
         self.mode = mode
+        # rows keyed by what was asked alone (cope/identity.py): answered only when the user
+        # says they were made under the run's settings; each one is then stored again under
+        # its full key
+        self.reuse_version1 = reuse_version1
         self.shared = shared  # other machines' generations (cope/cache_shared.py)
         self.imported = 0
         self.path = Path(path) if path is not None else None
@@ -108,7 +112,7 @@ class GenerationCache:
         mode the first miss raises."""
         if self._db is None:
             return [None] * len(requests)
-        return self._answers(requests, keys, self._found(keys))
+        return self._answers(requests, keys, self._found(self._with_version1(requests, keys)))
 
     async def lookup(self, requests: Sequence[BackendRequest], keys: Sequence[str]
                      ) -> list[Completion | None]:
@@ -126,7 +130,8 @@ class GenerationCache:
     def _run_lookups(self) -> None:
         lookups, self._lookups = self._lookups, []
         try:
-            found = self._found([key for _, keys, _ in lookups for key in keys])
+            found = self._found([key for requests, keys, _ in lookups
+                                 for key in self._with_version1(requests, keys)])
         except Exception as exc:  # each waiting lookup gets the error
             found, error = {}, exc
         else:
@@ -152,15 +157,26 @@ class GenerationCache:
             found.update(self._select([key for key in unique if key not in found]))
         return found
 
+    def _with_version1(self, requests: Sequence[BackendRequest], keys: Sequence[str]
+                       ) -> list[str]:
+        if not self.reuse_version1:
+            return list(keys)
+        return [*keys, *(request.content_key() for request in requests)]
+
     def _answers(self, requests: Sequence[BackendRequest], keys: Sequence[str],
                  found: dict[str, str]) -> list[Completion | None]:
         results: list[Completion | None] = []
+        upgraded = []
         for request, key in zip(requests, keys):
             queued = self._queued.get(key) or self._writing.get(key)
             if queued is not None:
                 results.append(queued[1])
                 continue
             row = found.get(key)
+            if row is None and self.reuse_version1:
+                row = found.get(request.content_key())
+                if row is not None:
+                    upgraded.append((key, request, Completion.from_json(fast_json.loads(row))))
             if row is None:
                 if self.mode == "readonly":
                     raise CacheMissError(
@@ -172,6 +188,7 @@ class GenerationCache:
                 results.append(None)
             else:
                 results.append(Completion.from_json(fast_json.loads(row)))
+        self.put_many(upgraded)
         return results
 
     def _select(self, keys: Sequence[str]) -> dict[str, str]:

@@ -196,6 +196,9 @@ class CacheConfig:
     # reach the others (cope/cache_shared.py); cache.path should then be on a local disk
     shared_dir: Optional[str] = None
     sync_interval_s: float = 5.0  # how often a miss looks for other machines' generations
+    # answer from rows keyed before keys carried the model's settings (cope/identity.py),
+    # for a cache whose rows you know were made under this run's settings
+    reuse_version1: bool = False
 
 
 @dataclass

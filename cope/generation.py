@@ -1,8 +1,9 @@
 """Backend-neutral generation types: what is asked of a model and what comes back.
 
-A request is "sample i of prompt P from model M with sampling parameters S". That tuple is
-also the identity of a sample in the generation cache, so a sweep that asks for samples
-0..3 of a prompt reuses the first four of a run that asked for 0..7.
+A request is "sample i of prompt P from model M with sampling parameters S". That tuple,
+with the settings the model runs under (cope/identity.py), is also the identity of a sample
+in the generation cache, so a sweep that asks for samples 0..3 of a prompt reuses the first
+four of a run that asked for 0..7.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from cope import identity
 from cope.fast_json import canonical
 
 Message = tuple[str, str]  # (role, content); a tuple so that requests are hashable
@@ -63,8 +65,14 @@ class BackendRequest:
     params: SamplingParams
     sample_index: int
     want_logprobs: bool = False
+    settings: str = ""  # digest of the settings the model runs under (cope.identity)
 
     def cache_key(self) -> str:
+        """The sample's key in the generation cache: what is asked, under which settings."""
+        return identity.cache_key(self.content_key(), self.settings)
+
+    def content_key(self) -> str:
+        """A hash of what is asked alone (the key of cache version 1)."""
         payload = {
             "model": self.model_identity,
             "messages": [list(m) for m in self.messages],

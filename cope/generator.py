@@ -28,6 +28,7 @@ class ModelBinding:
     alias: str
     identity: str
     backend: Backend
+    settings: str = ""  # cope.identity.settings_digest of the model's config
 
 
 class Generator:
@@ -53,6 +54,7 @@ class Generator:
             params=request.params,
             sample_index=request.sample_index,
             want_logprobs=request.want_logprobs,
+            settings=binding.settings,
         )
 
     async def generate(self, requests: Sequence[GenerationRequest], tags: Sequence[SampleTag]

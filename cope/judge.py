@@ -183,6 +183,7 @@ class Judge:
         from cope.cache import GenerationCache
         from cope.cost import PriceBook
         from cope.generator import Generator, ModelBinding
+        from cope.identity import settings_digest
         from cope.paths import cope_home
 
         if alias not in cfg.models:
@@ -200,7 +201,8 @@ class Judge:
             backend = injected[model.backend]
         else:
             backend = self._owned = create_backend(model.backend, cfg)
-        binding = ModelBinding(alias, backend.add_model(alias, model), backend)
+        binding = ModelBinding(alias, backend.add_model(alias, model), backend,
+                               settings_digest(model, cfg))
         self.cache = GenerationCache(cfg.cache.path or str(cope_home() / "generations.sqlite"),
                                      cfg.cache.mode)
         self.recorder = None

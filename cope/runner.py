@@ -35,6 +35,7 @@ from cope.engine import CascadeMethod, ProblemResult, StageSpec
 from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
 from cope.generator import Generator, ModelBinding
+from cope.identity import settings_digest
 from cope.models.packaged import resolve_model_file
 from cope.paths import cope_home
 from cope.records import RunRecorder
@@ -151,7 +152,8 @@ class Run:
         cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
         shared = (SharedSegments(cfg.cache.shared_dir, cfg.cache.sync_interval_s)
                   if cfg.cache.shared_dir else None)
-        self.cache = GenerationCache(cache_path, cfg.cache.mode, shared)
+        self.cache = GenerationCache(cache_path, cfg.cache.mode, shared,
+                                     reuse_version1=cfg.cache.reuse_version1)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,
@@ -184,7 +186,8 @@ class Run:
                 backends[model_cfg.backend] = backend
                 self._owned_backends.append(backend)
             backend = backends[model_cfg.backend]
-            bindings[alias] = ModelBinding(alias, backend.add_model(alias, model_cfg), backend)
+            bindings[alias] = ModelBinding(alias, backend.add_model(alias, model_cfg), backend,
+                                           settings_digest(self.cfg.models[alias], self.cfg))
         return bindings
 
     def _start_server(self, alias: str, model_cfg) -> SimpleNamespace:

@@ -45,7 +45,7 @@ def gold_aware_responder(golds: dict[str, str]):
             p = 0.95 - 0.4 * hardness
         else:
             p = 0.65 - 0.55 * hardness + (0.15 if "Guideline:" in user else 0.0)
-        u = _uniform(request.cache_key())
+        u = _uniform(request.content_key())
         if u < p:
             answer = gold
         else:  # most wrong answers agree on one trap, so a wrong majority can form

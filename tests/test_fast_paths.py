@@ -21,7 +21,7 @@ TEXTS = ["plain", "quote \" backslash \\ slash /", "lines\nand\ttabs\r\b\f",
 
 
 def old_key(request: BackendRequest) -> str:
-    """The cache key as cope computed it before orjson: caches made then must still hit."""
+    """What is asked, hashed as cope did before orjson (the whole key of cache version 1)."""
     payload = {"model": request.model_identity, "messages": [list(m) for m in request.messages],
                "params": request.params.identity(), "sample_index": request.sample_index,
                "logprobs": request.want_logprobs}
@@ -36,7 +36,7 @@ def test_cache_keys_are_the_json_modules(temperature, top_p):
         request = BackendRequest("api:m@openai:m", (("system", "Solve."), ("user", text)),
                                  SamplingParams(temperature, 64, top_p=top_p, seed=2**31 - 2,
                                                 stop=(text, "\n\n")), 3, want_logprobs=True)
-        assert request.cache_key() == old_key(request)
+        assert request.content_key() == old_key(request)
 
 
 def test_canonical_falls_back_where_orjson_would_differ():
@@ -66,12 +66,12 @@ def test_cached_completions_keep_their_logprobs():
 
 
 def test_cache_reads_what_the_json_module_wrote(tmp_path):
-    """Entries written before orjson are read back alike."""
+    """Completions written as the json module writes them are read back alike."""
     request = BackendRequest("m", (("user", "hi"),), SamplingParams(0.8, 64, seed=1), 0)
     completion = Completion("old", 3, 1, "stop", 0.5)
     cache = GenerationCache(tmp_path / "c.sqlite")
     cache._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
-                      (old_key(request), "m", json.dumps(completion.to_json()), 0.0))
+                      (request.cache_key(), "m", json.dumps(completion.to_json()), 0.0))
     assert cache.get(request) == completion
     cache.close()
 
