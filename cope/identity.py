@@ -10,6 +10,12 @@ tests/test_identity.py walks every field to hold both to that.
 Greedy decoding ignores the seed and top_p (`SamplingParams.identity`), so greedy samples
 are shared across run seeds.
 
+Batched llama.cpp decoding (`backend.batch_size` > 1) is keyed by its batch settings, not by
+the batch a sample was decoded in: a `votes=4` run reuses samples 0..3 of a `votes=8`
+batch, which a fresh `votes=4` batch could give with different last bits. With the cache
+every run replays exactly; `backend.batch_size=1` reproduces seeded samples bit for bit
+without it.
+
 Keys made before this version (KEY_VERSION 1, which knew the model identity and the
 sampling parameters only) never equal a key made now: an old cache stays readable and can
 be archived, but its samples are not replayed, since it cannot say which settings made them.
