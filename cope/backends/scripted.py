@@ -7,6 +7,7 @@ prompt with a fixed, deterministic text derived from the request's identity.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 
@@ -20,7 +21,7 @@ LogprobScript = Callable[[BackendRequest, str], Sequence[float]]
 
 def hashed_answer_responder(request: BackendRequest) -> str:
     """Deterministic pseudo-answers: one of three boxed numbers, picked by the request hash."""
-    digest = int(request.content_key(), 16)
+    digest = int(hashlib.sha256(request.content_key().encode()).hexdigest(), 16)
     return f"Working it out. Therefore, the final answer is: $\\boxed{{{digest % 3}}}$."
 
 
