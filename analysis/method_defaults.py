@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import MISSING, OmegaConf
 
 from cope.config import MethodConfig, StageConfig, TaskConfig
+from cope.paths import CONFIG_DIR
 
-CONF_DIR = Path(os.environ.get("COPE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = CONFIG_DIR
 METHOD_CONF_DIR = CONF_DIR / "method"
 
 # settings a cell keeps as fields of its own (analysis.runs.cell_of)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from analysis.method_defaults import CONF_DIR, default_settings, variant_label, variant_of
-from cope.config import MethodConfig
+from cope.config import MethodConfig, pair_label
 from cope.records import read_complete_lines
 
 # the method schema's defaults (cope.config.MethodConfig), which are COPE's
@@ -96,8 +96,8 @@ def comparison_pair(pair: dict[str, Any]) -> str:
     models, so ABC is tested against, and plotted with, that pair's large model alone."""
     roles = pair.get("roles") or {}
     if set(roles) - {"small", "large"} and {"small", "large"} <= set(roles):
-        return _two_model_pairs().get((roles["small"], roles["large"]), pair["name"])
-    return pair["name"]
+        return _two_model_pairs().get((roles["small"], roles["large"]), pair_label(pair))
+    return pair_label(pair)
 
 
 def pairs_joining(pair_name: str) -> list[str]:
@@ -114,7 +114,7 @@ def cell_of(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "task": task["name"],
         "pair": comparison_pair(config["pair"]),
-        "run_pair": config["pair"]["name"],  # differs from pair for three-tier pairs
+        "run_pair": pair_label(config["pair"]),  # differs from pair for three-tier pairs
         "method": method["name"],
         "order": tuple(method["order"]),
         "votes": int(method.get("votes", DEFAULT_VOTES)),

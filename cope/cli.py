@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from cope import paths
 from cope.config import register_configs
 from cope.errors import CopeError
 
 register_configs()
 log = logging.getLogger("cope")
 
-# conf/ sits beside the package in the project (cope is installed editable from it);
-# COPE_CONFIG_DIR points elsewhere.
-CONFIG_DIR = os.environ.get("COPE_CONFIG_DIR") or str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(paths.CONFIG_DIR)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

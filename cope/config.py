@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cope.errors import ConfigError, unknown_name
 from cope.event_loop import EVENT_LOOPS
+from cope.paths import CONFIG_DIR
 from cope.sandbox.isolation import CHOICES as ISOLATIONS
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
@@ -257,6 +259,19 @@ class CopeConfig:
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=CopeConfig)
+
+
+def pair_label(pair: Any) -> str:
+    """The pair's name, with the roles the command line gave other models than its
+    conf/pair file: 'qwen-coder-cpu[large=gpt-4o-mini]'. What names a run's pair in its
+    metrics, summary and tables."""
+    name, roles = pair["name"], dict(pair["roles"] or {})
+    path = CONFIG_DIR / "pair" / f"{name}.yaml"
+    on_file = (yaml.safe_load(path.read_text()) or {}).get("roles") if path.is_file() else None
+    if on_file is None or roles == on_file:
+        return name
+    changed = sorted((role, alias) for role, alias in roles.items() if on_file.get(role) != alias)
+    return f"{name}[{','.join(f'{role}={alias}' for role, alias in changed)}]"
 
 
 def used_roles(method: MethodConfig | DictConfig) -> list[str]:

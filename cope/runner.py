@@ -29,7 +29,7 @@ from cope.servers import ManagedServer
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
 from cope.cache_shared import SharedSegments
-from cope.config import to_container, used_roles, validate
+from cope.config import pair_label, to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
 from cope.event_loop import run as run_on_loop
@@ -273,7 +273,8 @@ class Run:
         return {
             "task": self.cfg.task.name,
             "method": self.cfg.method.name,
-            "pair": self.cfg.pair.name,
+            "pair": pair_label(self.cfg.pair),
+            "roles": dict(self.roles),  # the models that played each role
             "finished": finished,
             "stopped_reason": self.stopped_reason,
             "n_problems": n,
@@ -416,6 +417,7 @@ def summary(result: RunResult) -> str:
     status = "" if m["finished"] else f" of {m['n_selected']} (stopped: {m['stopped_reason']})"
     lines = [
         f"{m['method']} on {m['task']} ({m['pair']}): {m['n_problems']} problems" + status,
+        "  models          " + ", ".join(f"{role} {alias}" for role, alias in m["roles"].items()),
         (f"  accuracy        {m['accuracy']:.1%} ({m['n_correct']}/{m['n_problems']})"
          if m["accuracy"] is not None else
          "  accuracy        none here: judge the answers with python -m cope.judge"),

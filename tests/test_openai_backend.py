@@ -140,3 +140,18 @@ def test_a_planted_key_reaches_the_endpoint_and_no_output_file(tmp_path):
     assert any(p.name == "samples.jsonl" for p in files) and any(p.suffix == ".sqlite" for p in files)
     for path in files:
         assert key.encode() not in path.read_bytes(), path
+
+
+def test_a_role_given_to_another_model_is_named_in_metrics_summary_and_tables(make_config):
+    from analysis.runs import load_run
+    from cope.runner import summary
+
+    with StubServer() as stub:
+        result = stub_run(make_config, stub)
+    m = result.metrics
+    assert m["pair"] == "qwen-coder-cpu[large=gpt-4o-mini]"
+    assert m["roles"] == {"small": "qwen-coder-0.5b", "large": "gpt-4o-mini"}
+    text = summary(result)
+    assert "(qwen-coder-cpu[large=gpt-4o-mini])" in text and "large gpt-4o-mini" in text
+    # a table never sets this run beside the default pair's runs
+    assert load_run(result.run_dir)["cell"]["pair"] == "qwen-coder-cpu[large=gpt-4o-mini]"

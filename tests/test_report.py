@@ -130,7 +130,8 @@ def test_each_task_and_pair_gets_its_own_tables_and_plot(analysis_sweep, tmp_pat
             dst = tmp_path / "runs" / pair / cell
             shutil.copytree(analysis_sweep / "gsm8k-cpu" / cell, dst)
             config = yaml.safe_load((dst / "config.yaml").read_text())
-            config["pair"]["name"] = pair
+            on_file = yaml.safe_load((ROOT / "conf" / "pair" / f"{pair}.yaml").read_text())
+            config["pair"] = {"name": pair, "roles": on_file["roles"]}
             (dst / "config.yaml").write_text(yaml.safe_dump(config))
     written = build_report(tmp_path / "runs", tmp_path / "out", resamples=200)
     for suffix in ("gsm8k-qwen-coder-cpu", "gsm8k-qwen1.5b+gpt-4o"):
