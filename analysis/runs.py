@@ -157,7 +157,8 @@ def problem_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
             "method": cell["method"], "pair": cell["pair"], "seed": cell["seed"],
             "votes": cell["votes"], "tau1": cell["tau1"], "tau2": cell["tau2"],
             "problem_id": p["id"], "index": p["index"], "answer": p.get("answer"),
-            "gold": p.get("gold"), "correct": bool(p["correct"]),
+            "gold": p.get("gold"),
+            "correct": None if p["correct"] is None else bool(p["correct"]),
             "resolved_stage": p["resolved_stage"], "cost_usd": p["cost_usd"],
             "failed_samples": p.get("failed_samples", 0),
         }
@@ -189,8 +190,11 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "label": run["label"], "run_dir": run["run_dir"], **{k: run["cell"][k] for k in
                                                              ("task", "method", "pair", "seed")},
         "n": n, "n_selected": run["n_selected"], "finished": run["finished"],
-        "n_correct": sum(bool(p["correct"]) for p in problems),
-        "accuracy": sum(bool(p["correct"]) for p in problems) / n if n else float("nan"),
+        # an open-ended task's problems say null: not judged by correctness, no accuracy
+        **({"n_correct": None, "accuracy": float("nan")}
+           if any(p["correct"] is None for p in problems) else
+           {"n_correct": sum(bool(p["correct"]) for p in problems),
+            "accuracy": sum(bool(p["correct"]) for p in problems) / n if n else float("nan")}),
         "cost_usd_per_million": sum(p["cost_usd"] for p in problems) / n * 1e6 if n else float("nan"),
         "resolved_by_stage": resolved,
         # samples whose request failed for good abstained; resume=true solves those problems again

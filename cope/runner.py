@@ -237,7 +237,8 @@ class Run:
         })
 
     def problem_row(self, result: ProblemResult, correct: bool | None = None) -> dict[str, Any]:
-        """A problem's record; `correct` when already judged, else judged here."""
+        """A problem's record; `correct` when already judged, else judged here (null for a
+        task whose answers are not judged by correctness)."""
         ledger = CostLedger()
         for tag, generation in result.generations:
             completion = generation.completion
@@ -267,7 +268,8 @@ class Run:
 
     def metrics(self, wall_time: float, finished: bool) -> dict[str, Any]:
         n = len(self.rows)
-        correct = sum(row["correct"] for row in self.rows)
+        judged = [row["correct"] for row in self.rows if row["correct"] is not None]
+        correct = sum(judged) if len(judged) == n else None  # None: not judged by correctness
         resolved = Counter(row["resolved_stage"] for row in self.rows)
         large_calls = sum(row["cost"]["calls_by_role"].get("large", 0) for row in self.rows)
         return {
@@ -281,7 +283,7 @@ class Run:
             "n_resumed": len(self.recorder.resumed),
             "n_selected": len(self.problems),
             "n_correct": correct,
-            "accuracy": correct / n if n else 0.0,
+            "accuracy": None if correct is None else correct / n if n else 0.0,
             "cost_usd_total": self.ledger.total,
             "cost_usd_per_million": per_million_problems(self.ledger.total, n),
             "cost_usd_per_million_by_stage": {k: per_million_problems(v, n)

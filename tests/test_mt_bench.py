@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from analysis.runs import load_run, run_summary
 from cope import perplexity as ppl
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
@@ -228,6 +229,11 @@ def test_mt_bench_runs_record_both_turns(two_runs):
                (cope.run_dir / "samples.jsonl").read_text().splitlines()]
     assert {s["turn"] for s in samples} == {1, 2} and {s["problem_id"] for s in samples} == {"81", "82"}
     assert large.problems[0]["turns_resolved_by_stage"] == {"solve": 2}
+    # open-ended answers are not judged by correctness: null, never false, and no accuracy
+    assert all(row["correct"] is None for row in cope.problems)
+    assert cope.metrics["n_correct"] is None
+    summary = run_summary(load_run(cope.run_dir))
+    assert summary["n_correct"] is None and summary["accuracy"] != summary["accuracy"]  # nan
 
 
 def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make_config,

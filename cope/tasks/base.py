@@ -80,10 +80,11 @@ class Task(ABC):
         return self.aggregate(problem, texts, rng)
 
     @abstractmethod
-    def is_correct(self, problem: Problem, answer: str | None) -> bool:
-        """Judge a final answer against the problem's reference."""
+    def is_correct(self, problem: Problem, answer: str | None) -> bool | None:
+        """Judge a final answer against the problem's reference; None: this task's answers
+        are not judged by correctness (open-ended answers are judged pairwise)."""
 
-    async def is_correct_async(self, problem: Problem, answer: str | None) -> bool:
+    async def is_correct_async(self, problem: Problem, answer: str | None) -> bool | None:
         """`is_correct` as the runner calls it; a task whose judging blocks (code tasks run
         the hidden tests) moves it off the event loop."""
         return self.is_correct(problem, answer)

@@ -189,9 +189,9 @@ class MTBench(Task):
         return Verdict(answer=answer, confidence=1.0 if answer else 0.0,
                        support=[0] if answer else [], answers=[answer])
 
-    def is_correct(self, problem: Problem, answer: str | None) -> bool:
+    def is_correct(self, problem: Problem, answer: str | None) -> None:
         # answers are judged pairwise afterwards (python -m cope.judge), not here
-        return False
+        return None
 
     def solver(self, method):
         return TurnSolver(method, self)
