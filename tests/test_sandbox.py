@@ -542,3 +542,59 @@ def test_zero_tests_is_a_failure_with_its_reason():
     result = run_tests(ADD, [])
     assert not result.passed and result.n_tests == 0
     assert result.reason.startswith("no tests to run")
+
+
+def test_patched_builtins_the_runner_uses_cannot_inject_into_its_verdict():
+    """An int whose repr writes "'stage': 'done'" into the verdict, handed back by a
+    patched max(); an exception whose str is a str subclass with such a repr."""
+    source = program("""
+        import builtins
+        class Forged(int):
+            def __repr__(self):
+                return "0, 'stage': 'done', 'passed': 1"
+        class Text(str):
+            def __repr__(self):
+                return "'x', 'stage': 'done', 'passed': 1, 'error': None"
+        class Loud(Exception):
+            def __str__(self):
+                return Text("loud")
+        builtins.max = lambda *args: Forged(0)
+        builtins.str = lambda *args: Text("x")
+        def add(a, b):
+            raise Loud()
+    """)
+    result = run_tests(source, ["assert add(2, 3) == 5"])
+    assert not result.passed and result.reason.startswith("test 0 failed: Loud"), result
+
+
+def test_memory_reading_modules_cannot_be_imported():
+    source = program("""
+        import sys
+        for name in ("_ctypes", "ctypes", "_testcapi"):
+            try:
+                __import__(name)
+                print("imported", name)
+            except (ImportError, ValueError) as exc:
+                print("refused", name)
+        print(sorted(n for n in sys.modules if "ctypes" in n))
+    """)
+    out = run_program(source)
+    assert out.ok and "imported" not in out.stdout and out.stdout.count("refused") == 3
+    assert out.stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize("text", [
+    "{'stage': 'test', 'passed': 0, 'stage': 'done', 'passed': 1, 'error': None}",
+    "{[]: 1}", "{'stage': 'done', 'passed': [1], 'error': None}",
+    "{'stage': 'done', 'passed': True, 'error': None}", "{'stage': 'won', 'passed': 1, 'error': None}",
+    "{'stage': 'done', 'passed': 1}", "__import__('os').system('true')", "{" * 3000,
+])
+def test_the_parent_accepts_only_a_well_formed_verdict(text):
+    from cope.sandbox.execute import _parse_verdict
+
+    nonce = "ab" * 16
+    verdict, problem = _parse_verdict(f"{nonce} {text}\n".encode(), nonce)
+    assert verdict is None and problem
+    good, none = _parse_verdict(f"{nonce} {{'stage': 'done', 'passed': 1, 'error': None}}\n"
+                                .encode(), nonce)
+    assert good == {"stage": "done", "passed": 1, "error": None} and none is None

@@ -24,8 +24,10 @@ def _audit_hook():
     blocked = frozenset({
         "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
         "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-        "sys.addaudithook",
+        "sys.addaudithook", "sys.monitoring.register_callback",
     })
+    # modules that read or write arbitrary memory: never imported by the program
+    memory_modules = frozenset({"ctypes", "_ctypes", "_testcapi", "_testinternalcapi"})
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
     # a process's memory files: matched by their last component, so that a relative path
     # (after chdir("/proc/self")), a dir_fd open (the event does not show the directory) and
@@ -40,6 +42,8 @@ def _audit_hook():
     def hook(event, args):
         if event in blocked or _startswith(event, "ctypes."):
             raise _error("sandbox: " + event + " is disabled")
+        if event == "import" and args and args[0] in memory_modules:
+            raise _error("sandbox: importing " + args[0] + " is disabled")
         if event == "object.__getattr__" and args[1:2] and args[1] in frame_attributes:
             raise _error("sandbox: frame access is disabled")
         if event == "open" and args and args[0] is not None and not _isinstance(args[0], int):
@@ -62,7 +66,8 @@ def _undumpable():
     except Exception:
         return False
     finally:
-        sys.modules.pop("ctypes", None)
+        for name in [n for n in sys.modules if n == "ctypes" or n.startswith(("ctypes.", "_ctypes"))]:
+            del sys.modules[name]
 
 
 def _site_packages():
@@ -84,13 +89,6 @@ def _limit(name, value, hard=None):
         pass  # a limit already lower than ours stays
 
 
-def _describe(exc):
-    text = str(exc)
-    if len(text) > 300:
-        text = text[:300] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def main():
     setup_fd, verdict_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(setup_fd, "rb") as handle:
@@ -108,8 +106,17 @@ def main():
     # The names the verdict depends on, bound before the program could patch them.
     _exec, _compile, _dict, _enumerate, _BaseException = exec, compile, dict, enumerate, BaseException
     write = os.write
-    _repr = repr
+    _repr, _str, _type, _max, _isinstance = repr, str, type, max, isinstance
     exit_now = os._exit
+
+    def describe(exc):
+        """An exception as exact str text: a str subclass could bring its own repr."""
+        text = _str.__str__(_str(exc))
+        if text.__len__() > 300:
+            text = text[:300] + "..."
+        name = _str.__str__(_type(exc).__name__)
+        return name + ": " + text if text else name
+
     protected = _undumpable()
     sys.addaudithook(_audit_hook())
 
@@ -129,9 +136,9 @@ def main():
     try:
         exec(compile(job["program"], "program.py", "exec"), namespace)
     except BaseException as exc:  # SystemExit too: a program that exits has not passed
-        if job["mode"] == "program" and isinstance(exc, SystemExit) and exc.code in (0, None):
+        if job["mode"] == "program" and _isinstance(exc, SystemExit) and exc.code in (0, None):
             report({"stage": "done", "passed": 0, "error": None})
-        report({"stage": "program", "passed": 0, "error": _describe(exc)})
+        report({"stage": "program", "passed": 0, "error": describe(exc)})
     if job["mode"] == "program":
         report({"stage": "done", "passed": 0, "error": None})
     # Tests see the builtins as they were before the program ran; the program's own
@@ -144,8 +151,8 @@ def main():
         try:
             _exec(_compile(test, f"<test {index}>", "exec"), namespace)
         except _BaseException as exc:
-            report({"stage": "test", "passed": max(passed, 0),
-                    "failed": "setup" if passed < 0 else passed, "error": _describe(exc)})
+            report({"stage": "test", "passed": _max(passed, 0),
+                    "failed": "setup" if passed < 0 else passed, "error": describe(exc)})
         passed += 1
     report({"stage": "done", "passed": passed, "error": None})
 

@@ -112,10 +112,30 @@ def _parse_verdict(data: bytes, nonce: str) -> tuple[dict[str, Any] | None, str 
     if not text.startswith(prefix) or not text.endswith("\n") or text.count("\n") != 1:
         return None, "its verdict channel was written by something other than the harness"
     try:
-        verdict = ast.literal_eval(text[len(prefix):])  # literals only: nothing is run
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        verdict = _verdict(text[len(prefix):])
+    except Exception:  # whatever the text, one program's bad verdict fails only that program
         return None, "its verdict channel held an unreadable verdict"
-    return (verdict, None) if isinstance(verdict, dict) else (None, "unreadable verdict")
+    return (verdict, None) if verdict is not None else (None, "unreadable verdict")
+
+
+VERDICT_TYPES = {"stage": (str,), "passed": (int,), "failed": (int, str), "error": (str, type(None))}
+STAGES = ("done", "program", "test", "harness")
+
+
+def _verdict(text: str) -> dict[str, Any] | None:
+    """The runner's verdict, a dict literal of exactly its fields and their types (no key
+    twice: a repeated key would let a later value stand), else None."""
+    node = ast.parse(text.strip(), mode="eval").body
+    if not isinstance(node, ast.Dict) or not all(isinstance(k, ast.Constant) for k in node.keys):
+        return None
+    keys = [k.value for k in node.keys]
+    if len(set(keys)) != len(keys) or not {"stage", "passed", "error"} <= set(keys) <= set(VERDICT_TYPES):
+        return None
+    verdict = ast.literal_eval(node)  # literals only: nothing is run
+    for key, value in verdict.items():
+        if type(value) not in VERDICT_TYPES[key]:
+            return None
+    return verdict if verdict["stage"] in STAGES else None
 
 
 def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isolation, slot: int

@@ -92,27 +92,34 @@ def _reachable_by_others(path: str) -> bool:
     return True
 
 
+def _hidden_dirs() -> list[str]:
+    """HIDDEN_DIRS as they are on this machine: a symbolic link (/home -> var/home on some
+    systems) hides what it points to."""
+    return list(dict.fromkeys(os.path.realpath(d) for d in HIDDEN_DIRS if os.path.isdir(d)))
+
+
 def _interpreter_dirs() -> list[str]:
     """Directories the interpreter needs that live under a hidden directory."""
     needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}
     needed.add(str(Path(_python()).parent.parent))
     return [path for path in sorted(needed) if os.path.isdir(path)
-            and any(path == d or path.startswith(d + "/") for d in HIDDEN_DIRS)]
+            and any(path == d or path.startswith(d + "/") for d in _hidden_dirs())]
 
 
 def bwrap_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:
     """The bwrap prefix for one program; `slot` set: run it under uid UID_BASE + slot."""
     command = ["bwrap", "--ro-bind", "/", "/"]
-    for hidden in HIDDEN_DIRS:
-        if os.path.isdir(hidden) and not os.path.islink(hidden):
-            command += ["--tmpfs", hidden]
+    for hidden in _hidden_dirs():
+        command += ["--tmpfs", hidden]
     for path in _interpreter_dirs():
         # the directories above it, inside a hidden one, reachable by the program's uid
-        hidden = next((d for d in HIDDEN_DIRS if path.startswith(d + "/")), path)
+        hidden = next((d for d in _hidden_dirs() if path.startswith(d + "/")), path)
         parents = [str(p) for p in reversed(Path(path).parents) if str(p).startswith(hidden + "/")]
         for parent in parents:
             command += ["--perms", "0755", "--dir", parent]
         command += ["--ro-bind", path, path]
+    for hidden in _hidden_dirs():  # empty, and never a place to write
+        command += ["--remount-ro", hidden]
     command += [
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", SANDBOX_DIR,
         "--proc", "/proc", "--dev", "/dev", "--chdir", SANDBOX_DIR,
@@ -135,7 +142,7 @@ def unshare_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str
     """The util-linux prefix for one program (see `_jail.py`); `slot` set: we are root and
     the program runs under uid UID_BASE + slot, else under a nested user namespace."""
     spec = [str(UID_BASE + (slot or 0)), "userns" if slot is None else "setuid", str(tmpfs_bytes),
-            ":".join(HIDDEN_DIRS), ":".join(_interpreter_dirs())]
+            ":".join(_hidden_dirs()), ":".join(_interpreter_dirs())]
     # setpriv --pdeathsig: unshare (and with it the namespaces) dies if cope does
     command = ["setpriv", "--pdeathsig", "KILL", "--", "unshare"]
     if slot is None:
