@@ -181,7 +181,7 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
                                                  limits.output_bytes)
     finally:
         os.close(read_end)
-        _kill(process, uid, namespaced=isolation.kind != "process")
+        _kill(process, uid, namespaced=isolation.protected)
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     duration = time.monotonic() - start
@@ -191,8 +191,8 @@ def execute(job: dict[str, Any], timeout: float, limits: Limits, isolation: Isol
         verdict, problem = None, f"timed out after {timeout:g} s"
     elif verdict is None and problem is None:
         code = process.returncode
-        namespaced = isolation.kind != "process"  # bwrap and unshare report 128 + signal
-        number = -code if code < 0 else code - 128 if code > 128 and namespaced else 0
+        # bwrap and unshare report 128 + signal
+        number = -code if code < 0 else code - 128 if code > 128 and isolation.protected else 0
         if number == signal.SIGXCPU:
             problem = f"timed out (used its {timeout:g} s of CPU time)"
         elif number:

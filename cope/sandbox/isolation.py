@@ -109,16 +109,17 @@ def _interpreter_dirs() -> list[str]:
 def bwrap_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:
     """The bwrap prefix for one program; `slot` set: run it under uid UID_BASE + slot."""
     command = ["bwrap", "--ro-bind", "/", "/"]
-    for hidden in _hidden_dirs():
+    hidden_dirs = _hidden_dirs()
+    for hidden in hidden_dirs:
         command += ["--tmpfs", hidden]
     for path in _interpreter_dirs():
         # the directories above it, inside a hidden one, reachable by the program's uid
-        hidden = next((d for d in _hidden_dirs() if path.startswith(d + "/")), path)
+        hidden = next((d for d in hidden_dirs if path.startswith(d + "/")), path)
         parents = [str(p) for p in reversed(Path(path).parents) if str(p).startswith(hidden + "/")]
         for parent in parents:
             command += ["--perms", "0755", "--dir", parent]
         command += ["--ro-bind", path, path]
-    for hidden in _hidden_dirs():  # empty, and never a place to write
+    for hidden in hidden_dirs:  # empty, and never a place to write
         command += ["--remount-ro", hidden]
     command += [
         "--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", SANDBOX_DIR,
