@@ -115,7 +115,7 @@ class ServerConfig:
 
     kind: Optional[str] = None  # null: none; llama_cpp (CPU) or sglang (GPU)
     model_path: Optional[str] = None  # null: the model's GGUF file (llama_cpp)
-    args: list[str] = field(default_factory=list)  # e.g. [--enable-cache-report, --tp, "2"]
+    args: list[str] = field(default_factory=list)  # e.g. [--tp-size, "2"]
     host: str = "127.0.0.1"
     port: Optional[int] = None  # null: a free port
     startup_timeout_s: float = 600.0
@@ -135,6 +135,10 @@ class ModelConfig:
     chat_template: Optional[str] = None  # backend=sglang: a Jinja chat template
     tokenizer: Optional[str] = None  # backend=sglang: a Hugging Face tokenizer with the template
     hf_model: Optional[str] = None  # backend=transformers: a Hugging Face id or directory
+    # serving engines (backend=sglang, managed servers): seeded samples must reproduce, so an
+    # SGLang server must run with --enable-deterministic-inference (a managed one is started
+    # with it); false accepts a faster server whose samples do not reproduce, keyed apart
+    deterministic: bool = True
     server: ServerConfig = field(default_factory=ServerConfig)  # one the run starts (kind set)
     description: str = ""
 

@@ -138,6 +138,7 @@ class Run:
                         "this run reports will be 0.", self.roles["large"])
         self._owned_backends: list[Backend] = []
         self.servers: list[ManagedServer] = []
+        self.serving: dict[str, dict[str, Any]] = {}  # alias -> what its server said
         self.cache: GenerationCache | None = None
         try:
             self._set_up(backends or {})
@@ -179,18 +180,23 @@ class Run:
         bindings = {}
         for alias in dict.fromkeys(self.roles.values()):
             model_cfg = self.cfg.models[alias]
+            managed = None
             if model_cfg.server.kind is not None:
-                model_cfg = self._start_server(alias, model_cfg)
+                model_cfg, managed = self._start_server(alias, model_cfg)
             if model_cfg.backend not in backends:
                 backend = create_backend(model_cfg.backend, self.cfg)
                 backends[model_cfg.backend] = backend
                 self._owned_backends.append(backend)
             backend = backends[model_cfg.backend]
-            bindings[alias] = ModelBinding(alias, backend.add_model(alias, model_cfg), backend,
+            identity = backend.add_model(alias, model_cfg)
+            bindings[alias] = ModelBinding(alias, identity, backend,
                                            settings_digest(self.cfg.models[alias], self.cfg))
+            facts = backend.server_facts(identity)
+            if facts is not None or managed is not None:
+                self.serving[alias] = {**(facts or {}), **(managed.facts() if managed else {})}
         return bindings
 
-    def _start_server(self, alias: str, model_cfg) -> SimpleNamespace:
+    def _start_server(self, alias: str, model_cfg) -> tuple[SimpleNamespace, ManagedServer]:
         """Start the model's server; its config, pointed at the server, for the backend."""
         spec = model_cfg.server
         identity = model_cfg.identity
@@ -202,14 +208,15 @@ class Run:
         if not model_path:
             raise ConfigError(f"models.{alias}.server.model_path: which model should it serve?")
         server = ManagedServer(alias, spec.kind, model_path, self.run_dir / f"server-{alias}.log",
-                               spec.host, spec.port, list(spec.args), spec.startup_timeout_s)
+                               spec.host, spec.port, list(spec.args), spec.startup_timeout_s,
+                               deterministic=model_cfg.deterministic)
         self.servers.append(server)
         log.info("Starting %s server for %s: %s", spec.kind, alias, " ".join(server.command()))
         server.start()
         fields = OmegaConf.to_container(model_cfg, resolve=True)
         fields.update(base_url=server.base_url, identity=identity,
                       api_model=model_cfg.api_model or alias)
-        return SimpleNamespace(**fields)
+        return SimpleNamespace(**fields), server
 
     def _record_sample(self, tag: SampleTag, generation: Generation) -> None:
         completion = generation.completion
@@ -304,6 +311,7 @@ class Run:
             "threshold_op": self.cfg.method.threshold_op,
             **({"task_details": details} if (details := self.task.details()) else {}),
             **({"sandbox_isolation": isolation} if (isolation := sandbox_counts(self.rows)) else {}),
+            **({"serving": self.serving} if self.serving else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
             **self.task.metrics(self.rows),

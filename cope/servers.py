@@ -19,6 +19,7 @@ import httpx
 from cope.errors import BackendError, ConfigError
 
 SERVER_KINDS = ("llama_cpp", "sglang")
+SGLANG_DETERMINISTIC_FLAG = "--enable-deterministic-inference"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -30,7 +31,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ManagedServer:
     def __init__(self, alias: str, kind: str, model_path: str, log_path: Path,
                  host: str = "127.0.0.1", port: int | None = None, args: list[str] | None = None,
-                 startup_timeout_s: float = 600.0) -> None:
+                 startup_timeout_s: float = 600.0, deterministic: bool = True) -> None:
         if kind not in SERVER_KINDS:
             raise ConfigError(f"models.{alias}.server.kind='{kind}': choose one of "
                               f"{', '.join(SERVER_KINDS)}.")
@@ -41,6 +42,7 @@ class ManagedServer:
         self.port = port or free_port(host)
         self.args = list(args or [])
         self.startup_timeout_s = startup_timeout_s
+        self.deterministic = deterministic
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -50,10 +52,29 @@ class ManagedServer:
 
     def command(self) -> list[str]:
         if self.kind == "sglang":
+            # seeds are honoured only in deterministic mode (its batch-invariant kernels are
+            # slower: models.<alias>.deterministic=false leaves it off)
+            flags = ([SGLANG_DETERMINISTIC_FLAG] if self.deterministic
+                     and SGLANG_DETERMINISTIC_FLAG not in self.args else [])
             return [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
-                    "--host", self.host, "--port", str(self.port), *self.args]
+                    "--host", self.host, "--port", str(self.port), *flags, *self.args]
         return [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path,
                 "--host", self.host, "--port", str(self.port), *self.args]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.kind == "sglang":
+            # logprobs of the model's own distribution, not the temperature-scaled one:
+            # perplexity confidence is defined on them
+            env["SGLANG_RETURN_ORIGINAL_LOGPROB"] = "1"
+        return env
+
+    def facts(self) -> dict[str, object]:
+        """What the run records about the server it started."""
+        facts: dict[str, object] = {"managed": True, "kind": self.kind}
+        if self.kind == "sglang":
+            facts["original_logprobs"] = True
+        return facts
 
     def health_url(self) -> str:
         root = f"http://{self.host}:{self.port}"
@@ -64,7 +85,8 @@ class ManagedServer:
         log = open(self.log_path, "ab")
         # its own session: stopping it stops whatever it started (SGLang's workers too)
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env=self.environment())
         log.close()
         self._wait_healthy()
         return self

@@ -54,6 +54,19 @@ def cope_home(tmp_path_factory):
         os.environ["COPE_HOME"] = previous
 
 
+@pytest.fixture(scope="session")
+def sglang_api():
+    """SGLang's own contract module (sglang/api/v1/api_types.py of the pinned wheel), which the
+    stub's /generate checks every body against; fetched once per machine."""
+    from cope.testing.sglang_contract import SGLANG_VERSION, ContractUnavailable, load
+
+    try:
+        return load()
+    except ContractUnavailable as exc:
+        pytest.skip(f"NOT CHECKED: SGLang {SGLANG_VERSION}'s HTTP contract is not available "
+                    f"here, so nothing was checked against it ({exc})")
+
+
 def compose_config(overrides: list[str] | None = None):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -35,6 +35,11 @@ class Backend(ABC):
         """Completions in request order. `on_complete(i, completion)` is called as each one
         finishes, so a caller can store it before the rest of the batch is done."""
 
+    def server_facts(self, identity: str) -> dict | None:
+        """What the server of a model said about itself (engine, version, determinism), for
+        the run's records; None for a backend without a server of its own."""
+        return None
+
     async def aclose(self) -> None:
         """Release what belongs to the event loop (HTTP sessions), inside that loop."""
 

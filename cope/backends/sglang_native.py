@@ -1,23 +1,32 @@
-"""SGLang's native /generate endpoint.
+"""SGLang's native /generate endpoint, as SGLang 0.5.x speaks it.
 
 The requests of one generate call go out as ONE batched /generate request (a list of prompts
 with a list of sampling parameters, one seed each), as SGLang's documentation recommends
 over `n > 1`: the prompts of the n executions of a plan are identical, so RadixAttention
-computes their prefix once. The chat template is applied here (SGLang's native endpoint
-takes raw text): from the model's `chat_template` (a Jinja string) or its Hugging Face
-tokenizer. `cached_tokens` (reported when the server runs with --enable-cache-report) and
-per-token logprobs are kept.
+computes their prefix once. The chat template is applied here (the native endpoint takes raw
+text): from the model's `chat_template` (a Jinja string) or its Hugging Face tokenizer. The
+model's `extra_body` goes into every request's sampling parameters (top_k, min_p, ...).
 
-The per-request seed goes in `sampling_params.sampling_seed`, the field SGLang's
-SamplingParams defines (python/sglang/srt/sampling/sampling_params.py); older servers
-without it ignore or reject the field. HTTP goes through one aiohttp session per event loop,
-as for backend=openai.
+What the real server does, and what this backend does about it:
+- the seed is `sampling_params.sampling_seed`, known from 0.5.3rc2 on (older servers answer
+  500) and honoured only by a server started with --enable-deterministic-inference, else
+  dropped without a word. Before the first generation the server's /server_info is read: a
+  server too old is refused, and a non-deterministic one too unless the model says
+  `deterministic: false` (then its samples are keyed apart and the run records so);
+- a body that breaks SGLang's contract (an unknown sampling key, a wrong type) is answered
+  400 with the schema's text, which no other request escapes: the run stops with it;
+- a batch is answered with a list of {text, meta_info}; `finish_reason` is
+  {"type": "stop" | "length" | "abort", ...}: an aborted sample is a failed sample (never
+  cached), and a null logprob is left out of the sample's perplexity;
+- `cached_tokens` is always in meta_info; /health answers 503 while the server starts.
+HTTP goes through one aiohttp session per event loop, as for backend=openai.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -33,12 +42,27 @@ from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.backends.openai_compat import FATAL_STATUSES, RETRY_STATUSES
 from cope.errors import BackendError, ConfigError, RequestFailed
 from cope.generation import BackendRequest, Completion, messages_to_dicts
+from cope.servers import SGLANG_DETERMINISTIC_FLAG
+
+log = logging.getLogger(__name__)
+
+
+# sampling_params.sampling_seed first appeared in 0.5.3rc2; the contract tests use this one
+MIN_VERSION = "0.5.3rc2"
+TESTED_VERSION = "0.5.23"
 
 
 @dataclass
 class SGLangModel:
+    alias: str
     base_url: str  # the server root (no /v1)
     render: Any  # messages -> prompt text
+    extra: dict[str, Any]  # extra sampling parameters (the model's extra_body)
+    facts: dict[str, Any]  # what the server said about itself; recorded in metrics.json
+    # logprobs of the unscaled distribution: known for a server cope started with
+    # SGLANG_RETURN_ORIGINAL_LOGPROB=1, not for another
+    original_logprobs: bool = False
+    warned: bool = False
 
 
 def chat_renderer(alias: str, model_cfg):
@@ -64,27 +88,22 @@ def chat_renderer(alias: str, model_cfg):
                                                           add_generation_prompt=True)
 
 
-def sampling_params(request: BackendRequest) -> dict[str, Any]:
+def sampling_params(request: BackendRequest, extra: dict[str, Any]) -> dict[str, Any]:
     params = request.params
-    out = {"temperature": params.temperature, "top_p": params.top_p,
+    out = {**extra, "temperature": params.temperature, "top_p": params.top_p,
            "max_new_tokens": params.max_tokens, "sampling_seed": params.seed}
     if params.stop:
         out["stop"] = list(params.stop)
     return out
 
 
-def split_generate_response(data: Any) -> list[dict[str, Any]]:
-    """One {text, meta_info} item per prompt, from either shape /generate has returned for a
-    batch: a list of items, or one item whose text and meta_info are parallel lists."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict) and isinstance(data.get("text"), list):
-        metas = data.get("meta_info")
-        metas = metas if isinstance(metas, list) else [metas or {}] * len(data["text"])
-        return [{"text": t, "meta_info": m} for t, m in zip(data["text"], metas)]
-    if isinstance(data, dict) and "text" in data:
-        return [data]
-    raise ValueError("not a /generate response")
+def split_generate_response(data: Any, n_prompts: int) -> list[dict[str, Any]]:
+    """One {text, meta_info} item per prompt: a batch is answered with a list."""
+    if not isinstance(data, list):
+        raise ValueError(f"a batch was answered with a {type(data).__name__}, not a list")
+    if len(data) != n_prompts:
+        raise ValueError(f"{len(data)} results for {n_prompts} prompts")
+    return data
 
 
 def parse_generate_item(item: dict[str, Any], latency: float) -> Completion:
@@ -94,16 +113,58 @@ def parse_generate_item(item: dict[str, Any], latency: float) -> Completion:
         raise ValueError("text is not a string")
     finish = meta.get("finish_reason")
     reason = finish.get("type", "stop") if isinstance(finish, dict) else (finish or "stop")
+    if reason == "abort":
+        return failed_completion(f"aborted by the server: {finish.get('message') or 'no reason'}")
     logprobs = meta.get("output_token_logprobs")
+    scored = [float(entry[0]) for entry in logprobs or () if entry[0] is not None]
     return Completion(
         text=text,
         prompt_tokens=int(meta.get("prompt_tokens", 0)),
         completion_tokens=int(meta.get("completion_tokens", 0)),
         finish_reason=str(reason),
         latency_s=latency,
-        token_logprobs=tuple(float(entry[0]) for entry in logprobs) if logprobs else None,
+        token_logprobs=tuple(scored) if logprobs else None,
         cached_tokens=meta.get("cached_tokens"),
     )
+
+
+def parse_version(text: str):
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def check_server(alias: str, base_url: str, info: dict[str, Any], deterministic: bool
+                 ) -> dict[str, Any]:
+    """What the run records about a server, or a ConfigError when its seeds would not work."""
+    version = str(info.get("version") or "")
+    parsed = parse_version(version)
+    if parsed is None or parsed < parse_version(MIN_VERSION):
+        raise ConfigError(
+            f"Model '{alias}': the SGLang server at {base_url} is version {version or 'unknown'}; "
+            f"cope sends per-sample seeds (sampling_params.sampling_seed), which SGLang knows "
+            f"from {MIN_VERSION} on. Upgrade it (pip install sglang=={TESTED_VERSION}).")
+    honoured = bool(info.get("enable_deterministic_inference"))
+    if deterministic and not honoured:
+        raise ConfigError(
+            f"Model '{alias}': the SGLang server at {base_url} runs without "
+            f"{SGLANG_DETERMINISTIC_FLAG}, so it drops every seed and its samples do not reproduce. "
+            f"Restart it with {SGLANG_DETERMINISTIC_FLAG}, or set models.{alias}.deterministic=false "
+            "to accept samples that do not reproduce (they are keyed apart in the cache).")
+    return {"engine": "sglang", "version": version, "deterministic": honoured}
+
+
+def contract_violation(body: bytes) -> bool:
+    """Whether a 400 is SGLang's contract check (`{"error": "<the schema's text>"}`), which
+    every request of the same shape meets, rather than one request's own problem
+    (`{"error": {"message": ...}}`, a prompt too long)."""
+    try:
+        return isinstance(json.loads(body).get("error"), str)
+    except (ValueError, AttributeError):
+        return False
 
 
 class SGLangBackend(Backend):
@@ -124,15 +185,62 @@ class SGLangBackend(Backend):
             raise ConfigError(f"Model '{alias}' on backend=sglang needs base_url (the server root, "
                               "e.g. http://127.0.0.1:30000).")
         base_url = base_url.rstrip("/").removesuffix("/v1")
+        deterministic = bool(getattr(model_cfg, "deterministic", True))
+        facts = {"engine": "sglang", "checked": False}
+        server = getattr(model_cfg, "server", None)
+        if isinstance(server, dict):  # the config of a server the run started
+            server = SimpleNamespace(**server)
         if self.cfg.check_endpoints:
+            wait_s = float(getattr(server, "startup_timeout_s", None) or 600.0)
+            info = self._server_info(alias, base_url, wait_s)
+            facts = {**check_server(alias, base_url, info, deterministic), "checked": True}
+        elif deterministic:
+            log.warning("Model '%s': http.check_endpoints=false, so cope cannot see whether the "
+                        "SGLang server at %s honours seeds (%s).", alias, base_url,
+                        SGLANG_DETERMINISTIC_FLAG)
+        identity = f"{model_cfg.identity}@sglang"
+        extra = dict(getattr(model_cfg, "extra_body", None) or {})
+        managed = getattr(server, "kind", None) == "sglang"
+        self._models[identity] = SGLangModel(alias, base_url, chat_renderer(alias, model_cfg),
+                                             extra, facts, original_logprobs=managed)
+        return identity
+
+    def server_facts(self, identity: str) -> dict[str, Any]:
+        return dict(self._models[identity].facts)
+
+    @staticmethod
+    def _server_info(alias: str, base_url: str, wait_s: float) -> dict[str, Any]:
+        """/server_info once /health says the server has started (503 until then)."""
+        deadline = time.monotonic() + wait_s
+        while True:
             try:
-                httpx.get(f"{base_url}/health", timeout=10.0)
+                status = httpx.get(f"{base_url}/health", timeout=10.0).status_code
             except httpx.HTTPError as exc:
                 raise ConfigError(f"Model '{alias}': cannot reach SGLang at {base_url} "
                                   f"({type(exc).__name__}).") from None
-        identity = f"{model_cfg.identity}@sglang"
-        self._models[identity] = SGLangModel(base_url, chat_renderer(alias, model_cfg))
-        return identity
+            if status == 200:
+                break
+            if status != 503 or time.monotonic() > deadline:
+                raise ConfigError(f"Model '{alias}': {base_url}/health answered HTTP {status}"
+                                  + (f" for {wait_s:.0f} s" if status == 503 else "") + ".")
+            time.sleep(1.0)
+        for route in ("/server_info", "/get_server_info"):  # the second: servers before 0.5.23
+            try:
+                response = httpx.get(f"{base_url}{route}", timeout=30.0)
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"Model '{alias}': {base_url}{route}: "
+                                  f"{type(exc).__name__}.") from None
+            if response.status_code == 404:
+                continue
+            try:
+                info = response.json()
+            except ValueError:
+                info = None
+            if response.status_code != 200 or not isinstance(info, dict):
+                break
+            return info
+        raise ConfigError(f"Model '{alias}': {base_url} does not say which SGLang it runs "
+                          "(/server_info); is it an SGLang server?")
 
     def _client(self) -> aiohttp.ClientSession:
         # created lazily, inside the event loop that uses it
@@ -143,7 +251,8 @@ class SGLangBackend(Backend):
                 connector=aiohttp.TCPConnector(limit=self.cfg.concurrency))
         return self._session
 
-    async def _post(self, base_url: str, payload: dict[str, Any]) -> tuple[Any, float]:
+    async def _post(self, model: SGLangModel, payload: dict[str, Any]) -> tuple[Any, float]:
+        base_url = model.base_url
         problem = "no attempt"
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
@@ -164,9 +273,10 @@ class SGLangBackend(Backend):
                 problem = f"HTTP {status}"
                 continue
             if status >= 400:
-                message = (f"{base_url}/generate answered HTTP {status}: "
-                           f"{body[:300].decode('utf-8', errors='replace')}")
-                if status in FATAL_STATUSES:
+                text = body[:600].decode("utf-8", errors="replace")
+                message = (f"Model '{model.alias}': {base_url}/generate answered HTTP {status}: "
+                           f"{text}")
+                if status in FATAL_STATUSES or (status == 400 and contract_violation(body)):
                     raise BackendError(message)
                 raise RequestFailed(message)
             try:
@@ -189,20 +299,19 @@ class SGLangBackend(Backend):
             chosen = [requests[i] for i in positions]
             payload = {
                 "text": [model.render(messages_to_dicts(r.messages)) for r in chosen],
-                "sampling_params": [sampling_params(r) for r in chosen],
+                "sampling_params": [sampling_params(r, model.extra) for r in chosen],
             }
             if any(r.want_logprobs for r in chosen):
                 payload["return_logprob"] = True
+                self._warn_scaled_logprobs(model, chosen)
             for attempt in range(self.cfg.max_retries + 1):
                 try:
-                    data, latency = await self._post(model.base_url, payload)
+                    data, latency = await self._post(model, payload)
                 except RequestFailed as exc:  # every prompt of the batch is recorded as failed
                     completions = [failed_completion(str(exc)) for _ in chosen]
                     break
                 try:
-                    items = split_generate_response(data)
-                    if len(items) != len(chosen):
-                        raise ValueError(f"{len(items)} results for {len(chosen)} prompts")
+                    items = split_generate_response(data, len(chosen))
                     completions = [parse_generate_item(item, latency) for item in items]
                     break
                 except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -216,6 +325,17 @@ class SGLangBackend(Backend):
 
         await asyncio.gather(*(batch(k, v) for k, v in by_model.items()))
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _warn_scaled_logprobs(model: SGLangModel, chosen: Sequence[BackendRequest]) -> None:
+        if model.original_logprobs or model.warned:
+            return
+        if any(r.params.temperature not in (0.0, 1.0) for r in chosen):
+            model.warned = True
+            log.warning("Model '%s': perplexity is read from logprobs at temperature %s; unless "
+                        "the SGLang server at %s runs with SGLANG_RETURN_ORIGINAL_LOGPROB=1 they "
+                        "are of the temperature-scaled distribution (cope sets it on servers it "
+                        "starts).", model.alias, chosen[0].params.temperature, model.base_url)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,16 +1,25 @@
 """A local stand-in for model servers, for tests and benchmarks: it speaks the OpenAI chat
 completions wire format (POST /v1/chat/completions, GET /v1/models) and SGLang's native one
-(POST /generate, GET /health), counts requests, and injects faults (429, 500, stalls,
-truncated bodies) at configurable rates. `faults=("context_length",)` answers HTTP 400 with
-OpenAI's context-length error instead: a fault no retry can fix.
+(POST /generate, GET /health, GET /server_info), counts requests, and injects faults (429,
+500, stalls, truncated bodies) at configurable rates. `faults=("context_length",)` answers
+HTTP 400 with OpenAI's context-length error instead: a fault no retry can fix;
+`faults=("abort",)` makes SGLang abort the last prompt of a batch.
 
-For /generate it answers a batch in either shape SGLang has used (`sglang_shape="list"`: a
-list of {text, meta_info}; `"parallel"`: one object whose text and meta_info are lists),
-reports `cached_tokens` as a prefix cache would (the longest prompt prefix, in words, seen
-before), and per-token logprobs when asked.
+Its /generate is SGLang 0.5.23's as far as a client can see: every body is checked with
+SGLang's own contract module (cope.testing.sglang_contract) and refused with HTTP 400 and the
+schema's text when it breaks it; a batch is answered with a list of {text, meta_info};
+`finish_reason` is {"type": "stop", "matched": <the stop string or the EOS id>} or
+{"type": "length", "length": max_new_tokens} (the text cut to that many words);
+`cached_tokens` is the longest prompt prefix (in words) seen before, at most prompt_tokens - 1
+as in SGLang; `output_token_logprobs` entries are [logprob, token_id, null]
+(`null_logprob=True` makes the first logprob null); /health answers 503 for the first
+`health_warmup` calls. A server older than 0.5.3 (`sglang_version`) answers 500 to
+`sampling_seed` and has only /get_server_info; a server with `deterministic=False` drops
+the seed, so its answers do not repeat.
 
-Its answers are a pure function of the request (model, messages, seed, temperature), so a
-run that suffered faults and retried ends with the same records as one that did not.
+Its answers are otherwise a pure function of the request (model, messages, seed,
+temperature), so a run that suffered faults and retried ends with the same records as one
+that did not.
 
     with StubServer(latency_s=0.05, fault_rate=0.3) as stub:
         ... point a model's base_url at stub.base_url ...
@@ -29,7 +38,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from cope.backends.sglang_native import MIN_VERSION  # the first SGLang with sampling_seed
+from cope.testing.sglang_contract import SGLANG_VERSION  # the contract the stub checks
+
 FAULTS = ("429", "500", "stall", "truncate")  # transient: a retry gets through
+EOS_TOKEN_ID = 151645  # Qwen2.5's <|im_end|>: what `matched` holds when generation ends
 CONTEXT_LENGTH_ERROR = {"error": {
     "message": "This model's maximum context length is 4096 tokens. However, your messages "
                "resulted in 5012 tokens. Please reduce the length of the messages.",
@@ -54,6 +67,12 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
+def _version(text: str):
+    from packaging.version import Version
+
+    return Version(text)
+
+
 def _common_prefix(a: list[str], b: list[str]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -66,16 +85,21 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
 class StubServer:
     def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = FAULTS, stall_s: float = 5.0, seed: int = 0,
-                 host: str = "127.0.0.1", port: int = 0, sglang_shape: str = "list",
-                 event_loop: str = "asyncio") -> None:
+                 host: str = "127.0.0.1", port: int = 0, event_loop: str = "asyncio",
+                 sglang_version: str = SGLANG_VERSION, deterministic: bool = True,
+                 health_warmup: int = 0, null_logprob: bool = False) -> None:
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = faults
         self.stall_s = stall_s
         self.counts: Counter[str] = Counter()
         self.authorizations: set[str] = set()  # Authorization headers seen
-        self.sglang_shape = sglang_shape
-        self.generate_payloads: list[dict[str, Any]] = []
+        self.sglang_version = sglang_version
+        self.deterministic = deterministic
+        self.health_warmup = health_warmup
+        self.null_logprob = null_logprob
+        self.generate_payloads: list[dict[str, Any]] = []  # bodies that passed the contract
+        self.generate_responses: list[Any] = []
         self._seen_prompts: list[list[str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -91,13 +115,22 @@ class StubServer:
         route = path.rstrip("/")
         if method == "GET":
             if route == "/health":
-                return 200, {}, False
+                with self._lock:
+                    self.counts["health"] += 1
+                    starting = self.counts["health"] <= self.health_warmup
+                return (503, None, False) if starting else (200, None, False)
+            if route in ("/server_info", "/get_server_info"):
+                return self.server_info(route)
             if route in ("/v1/models", "/models"):
                 return 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]}, False
             return 404, {"error": {"message": f"no route {path}"}}, False
         if route not in ("/v1/chat/completions", "/chat/completions", "/generate"):
             return 404, {"error": {"message": f"no route {path}"}}, False
         payload = json.loads(body or b"{}")
+        if route == "/generate" and (refused := self.check_generate(payload)) is not None:
+            with self._lock:
+                self.counts["refused"] += 1
+            return refused
         fault = self._draw_fault()
         with self._lock:
             if headers.get("authorization"):
@@ -115,7 +148,8 @@ class StubServer:
         if fault == "stall":
             await asyncio.sleep(self.stall_s)
             return 503, {"error": {"message": "stalled"}}, False
-        answer = self.generate(payload) if route == "/generate" else self.completion(payload)
+        answer = (self.generate(payload, abort=fault == "abort") if route == "/generate"
+                  else self.completion(payload))
         return 200, answer, fault == "truncate"
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -132,7 +166,7 @@ class StubServer:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", 0) or 0))
                 status, answer, truncate = await self._respond(method, path, headers, body)
-                data = json.dumps(answer).encode()
+                data = b"" if answer is None else json.dumps(answer).encode()
                 head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
                         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
                         "\r\n").encode()
@@ -169,33 +203,83 @@ class StubServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
-    def generate(self, payload: dict[str, Any]) -> Any:
+    def server_info(self, route: str) -> tuple[int, Any, bool]:
+        old = _version(self.sglang_version) < _version(MIN_VERSION)
+        if route == "/server_info" and old:
+            return 404, {"detail": "Not Found"}, False
+        # the resolved server arguments, flat, with the version and the scheduler's state
+        return 200, {"model_path": "stub", "served_model_name": "stub", "tokenizer_path": "stub",
+                     "max_context_length": 32768, "version": self.sglang_version,
+                     "enable_deterministic_inference": self.deterministic,
+                     "internal_states": [{}], "host": self.host, "port": self.port}, False
+
+    def check_generate(self, payload: Any) -> tuple[int, Any, bool] | None:
+        """SGLang's contract gate, then what an older server does with a seed."""
+        from cope.testing.sglang_contract import ContractUnavailable, load
+
+        try:
+            api = load()
+        except ContractUnavailable as exc:
+            return 500, {"error": {"message": f"the stub cannot check SGLang's contract: {exc}"}}, False
+        try:
+            api.GenerateRequest.from_json_value(payload)
+        except api.JsonContractError as exc:
+            return 400, {"error": str(exc)}, False
+        params = payload.get("sampling_params") or {}
+        seeded = any("sampling_seed" in p for p in (params if isinstance(params, list) else [params]))
+        if seeded and _version(self.sglang_version) < _version(MIN_VERSION):
+            return 500, {"error": {"message": "SamplingParams.__init__() got an unexpected "
+                                              "keyword argument 'sampling_seed'"}}, False
+        return None
+
+    def generate(self, payload: dict[str, Any], abort: bool = False) -> Any:
         """SGLang's /generate for a single prompt or a batch."""
         texts = payload["text"] if isinstance(payload["text"], list) else [payload["text"]]
         params = payload.get("sampling_params") or {}
         params = params if isinstance(params, list) else [params] * len(texts)
         with self._lock:
             self.generate_payloads.append(payload)
+            self.counts["generate"] += 1
+            calls = self.counts["generate"]
         items = []
-        for text, sp in zip(texts, params):
+        for i, (text, sp) in enumerate(zip(texts, params)):
             words = text.split()
             with self._lock:
-                cached = max((_common_prefix(words, seen) for seen in self._seen_prompts), default=0)
+                seen = max((_common_prefix(words, old) for old in self._seen_prompts), default=0)
                 self._seen_prompts.append(words)
-            answer = stub_answer({"messages": text, "seed": sp.get("sampling_seed"),
-                                  "temperature": sp.get("temperature")})
-            n_out = min(len(answer.split()), int(sp.get("max_new_tokens") or 10**9))
-            meta = {"id": "stub", "prompt_tokens": len(words), "completion_tokens": n_out,
-                    "cached_tokens": cached,
-                    "finish_reason": {"type": "stop", "matched": 0}, "e2e_latency": self.latency_s}
+            # a server that is not deterministic drops the seed without a word
+            seed = sp.get("sampling_seed") if self.deterministic else f"call {calls}/{i}"
+            meta = {"id": f"stub-{calls}-{i}", "prompt_tokens": len(words),
+                    "cached_tokens": max(0, min(seen, len(words) - 1)),
+                    "e2e_latency": self.latency_s}
+            if abort and i == len(texts) - 1:
+                items.append({"text": "", "meta_info": {**meta, "completion_tokens": 0,
+                    "finish_reason": {"type": "abort", "message": "Abort before prefill",
+                                      "status_code": 503, "err_type": "ServiceUnavailable"}}})
+                continue
+            answer_words = stub_answer({"messages": text, "seed": seed,
+                                        "temperature": sp.get("temperature")}).split()
+            finish: dict[str, Any] = {"type": "stop", "matched": EOS_TOKEN_ID}
+            limit = sp.get("max_new_tokens", 128)
+            if limit is not None and limit < len(answer_words):
+                answer_words = answer_words[:limit]
+                finish = {"type": "length", "length": limit}
+            answer = " ".join(answer_words)
+            stops = sp.get("stop") or []
+            for stop in [stops] if isinstance(stops, str) else stops:
+                if stop and stop in answer:
+                    answer, finish = answer[:answer.index(stop)], {"type": "stop", "matched": stop}
+            n_out = len(answer.split())
+            meta.update(completion_tokens=n_out, finish_reason=finish)
             if payload.get("return_logprob"):
-                meta["output_token_logprobs"] = [[-0.1 * (k + 1), k, None] for k in range(n_out)]
+                meta["output_token_logprobs"] = [
+                    [None if (self.null_logprob and k == 0) else -0.1 * (k + 1), 1000 + k, None]
+                    for k in range(n_out)]
             items.append({"text": answer, "meta_info": meta})
-        if not isinstance(payload["text"], list):
-            return items[0]
-        if self.sglang_shape == "parallel":
-            return {"text": [i["text"] for i in items], "meta_info": [i["meta_info"] for i in items]}
-        return items
+        answer = items if isinstance(payload["text"], list) else items[0]
+        with self._lock:
+            self.generate_responses.append(answer)
+        return answer
 
     @property
     def base_url(self) -> str:
