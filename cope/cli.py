@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cope import paths
-from cope.config import register_configs
+from cope.config import register_configs, renamed_override
 from cope.errors import CopeError
 
 register_configs()
@@ -18,8 +18,17 @@ log = logging.getLogger("cope")
 CONFIG_DIR = str(paths.CONFIG_DIR)
 
 
+def main() -> None:
+    # before Hydra, whose parser refuses an old dotted alias with a lexer error
+    for argument in sys.argv[1:]:
+        if problem := renamed_override(argument):
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
+    run_app()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def run_app(cfg: DictConfig) -> None:
     from cope.runner import run, summary
 
     try:

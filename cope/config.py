@@ -32,6 +32,35 @@ THRESHOLD_OPS = ("gt", "ge")  # confidence > threshold, confidence >= threshold
 CACHE_MODES = ("readwrite", "readonly", "off")
 
 
+# Aliases and price names are keys of `models` and `prices`; Hydra reads a dot in an override's
+# key as a path, so a dot is written "_" in them (the model's own name keeps its dots in
+# `identity`, `api_model` and `packaged`). The names they had before:
+RENAMED = {"qwen-coder-0.5b": "qwen-coder-0_5b", "qwen-coder-1.5b": "qwen-coder-1_5b",
+           "qwen2.5-1.5b": "qwen2_5-1_5b", "exaone-3.5-2.4b": "exaone-3_5-2_4b",
+           "gemini-2.0-flash": "gemini-2_0-flash", "gpt-4.1": "gpt-4_1"}
+
+
+def renamed(name: str) -> str:
+    """A sentence for a model alias or price name that was renamed, else ''."""
+    if name in RENAMED:
+        return (f"'{name}' is now '{RENAMED[name]}' (names of models and prices have no dots, "
+                "so that models.<alias>.<field>=... can be written on the command line).")
+    return ""
+
+
+def renamed_override(argument: str) -> str:
+    """An error for a command-line override that addresses a renamed alias by its old name,
+    which Hydra's parser would refuse with a lexer error; '' when there is none."""
+    key = argument.split("=", 1)[0].lstrip("+~")
+    for section in ("models.", "prices."):
+        if key.startswith(section):
+            rest = key[len(section):]
+            for old in RENAMED:
+                if rest == old or rest.startswith(old + "."):
+                    return f"{argument}: " + renamed(old)
+    return ""
+
+
 @dataclass
 class StageConfig:
     planner: Optional[str] = None  # a role of the pair (small, large, ...) or null
@@ -358,9 +387,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     for role in used_roles(cfg.method):
         alias = cfg.pair.roles[role]
         if alias not in cfg.models:
-            raise ConfigError(
-                f"pair.roles.{role}: " + unknown_name("model alias", alias, cfg.models.keys())
-            )
+            raise ConfigError(f"pair.roles.{role}: " + (
+                renamed(alias) or unknown_name("model alias", alias, cfg.models.keys())))
         model = cfg.models[alias]
         if model.backend not in BACKENDS:
             raise ConfigError(
@@ -375,9 +403,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
                 f"to one of: {', '.join(sorted(cfg.prices))} (use 'free' for a local model)."
             )
         if model.price not in cfg.prices:
-            raise ConfigError(
-                f"models.{alias}.price: " + unknown_name("price", model.price, cfg.prices.keys())
-            )
+            raise ConfigError(f"models.{alias}.price: " + (
+                renamed(model.price) or unknown_name("price", model.price, cfg.prices.keys())))
         price = cfg.prices[model.price]
         if price.input_per_m < 0 or price.output_per_m < 0:
             raise ConfigError(f"prices.{model.price}: prices cannot be negative.")

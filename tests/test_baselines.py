@@ -236,7 +236,7 @@ def test_a_missing_scorer_file_names_the_training_command(make_config):
     with pytest.raises(ConfigError) as info:
         run(make_config("backend.name=scripted", "method=frugalgpt", "task.limit=2"))
     message = str(info.value)
-    assert "no scorer at" in message and "frugalgpt-gsm8k-qwen-coder-0.5b.json" in message
+    assert "no scorer at" in message and "frugalgpt-gsm8k-qwen-coder-0_5b.json" in message
     assert "python -m cope.baselines.frugalgpt train task=gsm8k" in message
 
 

@@ -28,7 +28,7 @@ def test_help_lists_the_groups(tmp_path):
 def test_cfg_job_prints_the_composed_config(tmp_path):
     out = cope("--cfg", "job", "method.votes=4", tmp_path=tmp_path)
     assert out.returncode == 0
-    assert "votes: 4" in out.stdout and "qwen-coder-1.5b" in out.stdout
+    assert "votes: 4" in out.stdout and "qwen-coder-1_5b" in out.stdout
 
 
 def test_multirun_runs_every_cell(tmp_path):

@@ -1,5 +1,7 @@
 """Composition of every config group and the checks made before any generation."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,10 @@ def test_every_packaged_and_api_model_has_a_price():
     assert set(group_options("model")) == set(cfg.models)
     for alias, model in cfg.models.items():
         assert model.price in cfg.prices, alias
-    assert cfg.models["qwen-coder-1.5b"].price == "gpt-4o-mini"
+    assert cfg.models["qwen-coder-1_5b"].price == "gpt-4o-mini"
     assert cfg.prices["gpt-4o"].input_per_m == 2.5 and cfg.prices["gpt-4o"].output_per_m == 10.0
-    assert cfg.prices["gpt-4.1"].output_per_m == 8.0
-    assert cfg.prices["gemini-2.0-flash"].input_per_m == 0.1
+    assert cfg.prices["gpt-4_1"].output_per_m == 8.0
+    assert cfg.prices["gemini-2_0-flash"].input_per_m == 0.1
 
 
 def test_cope_defaults_match_the_paper():
@@ -51,7 +53,7 @@ def test_cope_defaults_match_the_paper():
 def test_quickstart_is_ten_gsm8k_problems_on_the_cpu_pair():
     cfg = compose_config(["experiment=quickstart"])
     assert cfg.task.name == "gsm8k" and cfg.task.limit == 10
-    assert dict(cfg.pair.roles) == {"small": "qwen-coder-0.5b", "large": "qwen-coder-1.5b"}
+    assert dict(cfg.pair.roles) == {"small": "qwen-coder-0_5b", "large": "qwen-coder-1_5b"}
     assert cfg.backend.name == "llamacpp" and cfg.method.name == "cope"
 
 
@@ -96,10 +98,10 @@ def test_validation_errors_name_the_fix(overrides, message):
 @pytest.mark.parametrize("price, message", [(None, "has no price"), ("gpt-5", "Unknown price 'gpt-5'")])
 def test_a_role_without_a_valid_price_is_an_error(price, message):
     cfg = compose_config()
-    cfg.models["qwen-coder-1.5b"].price = price
+    cfg.models["qwen-coder-1_5b"].price = price
     with pytest.raises(ConfigError) as info:
         validate(cfg)
-    assert message in str(info.value) and "qwen-coder-1.5b" in str(info.value)
+    assert message in str(info.value) and "qwen-coder-1_5b" in str(info.value)
 
 
 def test_threshold_of_one_is_allowed_with_ge():
@@ -112,3 +114,38 @@ def test_default_config_validates():
 
 def test_conf_dir_is_the_projects():
     assert (Path(CONF_DIR) / "config.yaml").is_file()
+
+
+def test_every_shipped_model_and_price_name_can_be_overridden_field_by_field():
+    cfg = compose_config()
+    dotted = [name for name in [*cfg.models, *cfg.prices] if "." in name]
+    assert dotted == []
+    cfg = compose_config(["pair=qwen1.5b+gpt-4o-mini", "models.qwen2_5-1_5b.base_url=http://gpu:30000",
+                          "models.qwen2_5-1_5b.server.kind=null", "prices.gpt-4_1.input_per_m=1.5"])
+    assert cfg.models[cfg.pair.roles.small].base_url == "http://gpu:30000"
+    assert cfg.models[cfg.pair.roles.small].server.kind is None
+    assert cfg.prices["gpt-4_1"].input_per_m == 1.5
+
+
+def test_an_alias_with_a_dot_is_reached_with_the_merge_form():
+    cfg = compose_config(["+models={my.model:{identity:api:mine,backend:openai,price:free}}",
+                          "models={my.model:{base_url:http://host:8000/v1}}"])
+    assert cfg.models["my.model"].base_url == "http://host:8000/v1"
+    assert cfg.models["my.model"].identity == "api:mine"  # merged, not replaced
+
+
+@pytest.mark.parametrize("old,new", [("qwen-coder-0.5b", "qwen-coder-0_5b"), ("gpt-4.1", "gpt-4_1")])
+def test_a_renamed_alias_is_refused_with_its_new_name(old, new):
+    cfg = compose_config([f"pair.roles.small={old}"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert f"'{old}' is now '{new}'" in str(info.value)
+
+
+def test_an_override_of_a_renamed_alias_is_refused_with_its_new_name_before_hydra():
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "cope.cli", "models.qwen2.5-1.5b.base_url=http://x"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "'qwen2.5-1.5b' is now 'qwen2_5-1_5b'" in done.stderr and "Lexer" not in done.stderr

@@ -18,10 +18,10 @@ def test_price_per_million_tokens():
 def test_price_book_from_config():
     cfg = compose_config()
     book = PriceBook(cfg.models, cfg.prices)
-    assert book.cost("qwen-coder-0.5b", 10_000, 10_000) == 0.0
+    assert book.cost("qwen-coder-0_5b", 10_000, 10_000) == 0.0
     # the packaged large model stands in at GPT-4o-mini's price
-    assert book.cost("qwen-coder-1.5b", 1000, 500) == pytest.approx((1000 * 0.15 + 500 * 0.60) / 1e6)
-    assert book.cost("gemini-2.0-flash", 2_000_000, 1_000_000) == pytest.approx(0.2 + 0.4)
+    assert book.cost("qwen-coder-1_5b", 1000, 500) == pytest.approx((1000 * 0.15 + 500 * 0.60) / 1e6)
+    assert book.cost("gemini-2_0-flash", 2_000_000, 1_000_000) == pytest.approx(0.2 + 0.4)
 
 
 def test_unpriced_alias_is_an_error():

@@ -47,7 +47,7 @@ def test_table3_sweeps_the_baselines_and_cope():
         "small_single", "small_majority", "large", "mot_vote", "mot_verify", "abc", "cope",
         "frugalgpt"]
     cfg = compose_config(["experiment=cpu_table3", "method=abc"])
-    assert dict(cfg.pair.roles) == {"small": "qwen-coder-0.5b", "large": "qwen-coder-1.5b",
+    assert dict(cfg.pair.roles) == {"small": "qwen-coder-0_5b", "large": "qwen-coder-1_5b",
                                     "tiny": "smollm2-135m"}
 
 

@@ -59,14 +59,14 @@ def base(tmp_path, name):
 
 def test_train_then_run_frugalgpt(tmp_path, home, scripted):
     path = train(base(tmp_path, "train") + TRAIN, backends=scripted)
-    assert path == home / "scorers" / "frugalgpt-gsm8k-qwen-coder-0.5b.json"
-    assert path == scorer_path("frugalgpt-gsm8k-qwen-coder-0.5b.json")
+    assert path == home / "scorers" / "frugalgpt-gsm8k-qwen-coder-0_5b.json"
+    assert path == scorer_path("frugalgpt-gsm8k-qwen-coder-0_5b.json")
     data = json.loads(path.read_text())
     assert data["format"] == FORMAT and len(data["weights"]) == 2 * 384
     training = data["training"]
     assert training["problem_ids"] == [str(i) for i in range(1119, 1135)]
     assert (training["n"], training["n_right"]) == (16, 8)
-    assert training["model"] == "qwen-coder-0.5b" and training["stage"] == "small"
+    assert training["model"] == "qwen-coder-0_5b" and training["stage"] == "small"
     # careful and sloppy answers are told apart on held-out folds too, not just fitted
     assert training["majority_accuracy"] == 0.5 and training["cross_validated_auc"] > 0.9
     # the training run answered with the cheap tier alone

@@ -240,7 +240,7 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
                                                                    tmp_path):
     cope, large = two_runs
     cache = f"cache.path={tmp_path / 'cache.sqlite'}"
-    result, out = judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b",
+    result, out = judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1_5b",
                              backends={"llamacpp": judge_backend()})
     assert result["overall"] == {**result["overall"], "n": 4, "wins": 4, "ties": 0, "losses": 0}
     assert result["by_turn"]["1"]["wins"] == 2 and result["by_turn"]["2"]["wins"] == 2
@@ -252,13 +252,13 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
 
     # a judge that always says "A" wins in one order and loses in the other: all ties
     biased, _ = judge_runs(cope.run_dir, large.run_dir, [f"cache.path={tmp_path / 'other'}"],
-                           alias="qwen-coder-1.5b",
+                           alias="qwen-coder-1_5b",
                            out=tmp_path / "biased",
                            backends={"llamacpp": judge_backend(order_bias=True)})
     assert (biased["overall"]["wins"], biased["overall"]["ties"]) == (0, 4)
 
     # the baseline against itself: no verdicts to read, so every judgement is an error
-    same, out_same = judge_runs(large.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b",
+    same, out_same = judge_runs(large.run_dir, large.run_dir, [cache], alias="qwen-coder-1_5b",
                                 out=tmp_path / "same", backends={"llamacpp": judge_backend()})
     assert same["overall"]["errors"] == 4 and same["overall"]["ties"] == 4
     rows = [json.loads(line) for line in
@@ -267,11 +267,11 @@ def test_the_judge_tallies_both_orders_and_replays_from_the_cache(two_runs, make
 
     # judging again reads the finished judgements back, with no model call
     replay_backend = judge_backend()
-    again, _ = judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b",
+    again, _ = judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1_5b",
                           backends={"llamacpp": replay_backend})
     assert again["overall"] == result["overall"] and replay_backend.requests == []
     with pytest.raises(ConfigError, match="other settings"):
-        judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1.5b", out=out,
+        judge_runs(cope.run_dir, large.run_dir, [cache], alias="qwen-coder-1_5b", out=out,
                    max_tokens=64, backends={"llamacpp": replay_backend})
 
 

@@ -150,7 +150,7 @@ def test_a_role_given_to_another_model_is_named_in_metrics_summary_and_tables(ma
         result = stub_run(make_config, stub)
     m = result.metrics
     assert m["pair"] == "qwen-coder-cpu[large=gpt-4o-mini]"
-    assert m["roles"] == {"small": "qwen-coder-0.5b", "large": "gpt-4o-mini"}
+    assert m["roles"] == {"small": "qwen-coder-0_5b", "large": "gpt-4o-mini"}
     text = summary(result)
     assert "(qwen-coder-cpu[large=gpt-4o-mini])" in text and "large gpt-4o-mini" in text
     # a table never sets this run beside the default pair's runs

@@ -20,8 +20,8 @@ def test_cost_metrics_recompute_from_the_samples(make_config):
     problems = read_jsonl(result.run_dir / "problems.jsonl")
     m = result.metrics
 
-    def price(s):  # qwen-coder-1.5b stands in at GPT-4o-mini's price; the 0.5B is free
-        if s["model"] == "qwen-coder-1.5b":
+    def price(s):  # qwen-coder-1_5b stands in at GPT-4o-mini's price; the 0.5B is free
+        if s["model"] == "qwen-coder-1_5b":
             return (s["prompt_tokens"] * 0.15 + s["completion_tokens"] * 0.60) / 1e6
         return 0.0
 

@@ -47,7 +47,7 @@ def requests_for(identity, n=8, max_tokens=64, logprobs=True, temperature=0.8):
 def test_one_batched_request_for_the_executions_of_a_plan():
     with StubServer() as stub:
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub))
         done = []
         completions = generate(backend, requests_for(identity), on_complete=lambda i, c: done.append(i))
     assert len(stub.generate_payloads) == 1  # one request carries all 8 prompts
@@ -77,7 +77,7 @@ def test_a_batch_is_answered_with_a_list_and_nothing_else():
 def test_max_new_tokens_ends_a_sample_with_length():
     with StubServer() as stub:
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub))
         completions = generate(backend, requests_for(identity, n=2, max_tokens=3))
     assert all(c.finish_reason == "length" and c.completion_tokens == 3 for c in completions)
     assert all(len(c.text.split()) == 3 for c in completions)
@@ -115,7 +115,7 @@ def test_an_aborted_sample_is_a_failed_sample_and_is_not_cached(make_config, tmp
 def test_a_null_logprob_is_left_out_of_the_sample_perplexity():
     with StubServer(null_logprob=True) as stub:
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub))
         completion, = generate(backend, requests_for(identity, n=1))
     assert completion.completion_tokens > 1 and not completion.failed
     assert len(completion.token_logprobs) == completion.completion_tokens - 1
@@ -125,7 +125,7 @@ def test_a_null_logprob_is_left_out_of_the_sample_perplexity():
 def test_a_server_too_old_for_seeds_is_refused_before_any_generation():
     with StubServer(sglang_version="0.5.2") as stub:
         with pytest.raises(ConfigError) as info:
-            SGLangBackend(HTTP).add_model("qwen1.5b", model_cfg(stub))
+            SGLangBackend(HTTP).add_model("qwen1_5b", model_cfg(stub))
         old_reply = stub.check_generate({"text": ["x"], "sampling_params": [{"sampling_seed": 1}]})
     message = str(info.value)
     assert "version 0.5.2" in message and "0.5.3rc2" in message and "sglang==0.5.23" in message
@@ -136,14 +136,14 @@ def test_a_server_too_old_for_seeds_is_refused_before_any_generation():
 def test_a_server_that_drops_seeds_is_refused_unless_the_model_accepts_it(caplog):
     with StubServer(deterministic=False) as stub:
         with pytest.raises(ConfigError) as info:
-            SGLangBackend(HTTP).add_model("qwen1.5b", model_cfg(stub))
+            SGLangBackend(HTTP).add_model("qwen1_5b", model_cfg(stub))
         assert "--enable-deterministic-inference" in str(info.value)
-        assert "models.qwen1.5b.deterministic=false" in str(info.value)
+        assert "models.qwen1_5b.deterministic=false" in str(info.value)
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub, deterministic=False))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub, deterministic=False))
         first = generate(backend, requests_for(identity, n=4))
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub, deterministic=False))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub, deterministic=False))
         again = generate(backend, requests_for(identity, n=4))
     assert backend.server_facts(identity)["deterministic"] is False
     assert [c.text for c in first] != [c.text for c in again]  # the seeds did nothing
@@ -152,7 +152,7 @@ def test_a_server_that_drops_seeds_is_refused_unless_the_model_accepts_it(caplog
 def test_a_starting_server_is_waited_for(caplog):
     with StubServer(health_warmup=2) as stub:
         backend = SGLangBackend(HTTP)
-        backend.add_model("qwen1.5b", model_cfg(stub))
+        backend.add_model("qwen1_5b", model_cfg(stub))
     assert stub.counts["health"] == 3  # 503, 503, then 200
 
 
@@ -174,7 +174,7 @@ def test_a_contract_violation_stops_the_run_with_the_server_message(make_config)
 def test_perplexity_at_a_scaled_temperature_warns_about_an_unmanaged_server(caplog):
     with StubServer() as stub:
         backend = SGLangBackend(HTTP)
-        identity = backend.add_model("qwen1.5b", model_cfg(stub))
+        identity = backend.add_model("qwen1_5b", model_cfg(stub))
         with caplog.at_level(logging.WARNING, logger="cope.backends.sglang_native"):
             generate(backend, requests_for(identity, n=2, temperature=0.7))
             generate(backend, requests_for(identity, n=2, temperature=0.7))
