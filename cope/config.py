@@ -142,8 +142,10 @@ class PairConfig:
 class ServerConfig:
     """A server the run starts for a model and stops at its end."""
 
-    kind: Optional[str] = None  # null: none; llama_cpp (CPU) or sglang (GPU)
-    model_path: Optional[str] = None  # null: the model's GGUF file (llama_cpp)
+    kind: Optional[str] = None  # null: none; llama_cpp (CPU), sglang (GPU) or vllm (both)
+    # null: the model's GGUF file (llama_cpp), or its Hugging Face export (vllm, packaged models)
+    model_path: Optional[str] = None
+    python: Optional[str] = None  # the interpreter that has the engine; null: this one
     args: list[str] = field(default_factory=list)  # e.g. [--tp-size, "2"]
     host: str = "127.0.0.1"
     port: Optional[int] = None  # null: a free port
@@ -397,6 +399,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
         if model.server.kind is not None and model.backend not in ("openai", "sglang"):
             raise ConfigError(f"models.{alias}.server needs models.{alias}.backend=openai "
                               "(or sglang for an SGLang server).")
+        if model.server.kind == "vllm" and model.backend != "openai":
+            raise ConfigError(f"models.{alias}.server.kind=vllm serves the OpenAI API: set "
+                              f"models.{alias}.backend=openai.")
         if model.price is None:
             raise ConfigError(
                 f"Model '{alias}' plays the role '{role}' but has no price. Set models.{alias}.price "

@@ -11,10 +11,13 @@ Greedy decoding ignores the seed and top_p (`SamplingParams.identity`), so greed
 are shared across run seeds.
 
 Batched llama.cpp decoding (`backend.batch_size` > 1) is keyed by its batch settings, not by
-the batch a sample was decoded in: a `votes=4` run reuses samples 0..3 of a `votes=8`
-batch, which a fresh `votes=4` batch could give with different last bits. With the cache
-every run replays exactly; `backend.batch_size=1` reproduces seeded samples bit for bit
-without it.
+the batch a sample was decoded in. The samples of one prompt are the same to the bit however
+many of them are decoded together (tests/test_integration.py), so a `votes=4` run that reuses
+samples 0..3 of a `votes=8` batch gets what a fresh `votes=4` batch would. A batch that mixes
+prompts (stage 2's two plans, CoT beside PoT) evaluates their common prefix once, and its
+samples can differ in the last bits from the same prompts decoded apart: with the cache every
+run replays exactly, and `backend.batch_size=1` reproduces seeded samples bit for bit without
+it.
 
 Keys made before this version (KEY_VERSION 1, which knew the model identity and the
 sampling parameters only) never equal a key made now: an old cache stays readable and can

@@ -36,6 +36,7 @@ from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
 from cope.generator import Generator, ModelBinding
 from cope.identity import settings_digest
+from cope.models.hf_export import export_gguf
 from cope.models.packaged import resolve_model_file
 from cope.paths import cope_home
 from cope.records import RunRecorder
@@ -139,6 +140,7 @@ class Run:
         self._owned_backends: list[Backend] = []
         self.servers: list[ManagedServer] = []
         self.serving: dict[str, dict[str, Any]] = {}  # alias -> what its server said
+        self.prefix_cache: dict[str, Counter] = {}  # alias -> prompt and cached tokens
         self.cache: GenerationCache | None = None
         try:
             self._set_up(backends or {})
@@ -201,15 +203,18 @@ class Run:
         spec = model_cfg.server
         identity = model_cfg.identity
         model_path = spec.model_path
-        if spec.kind == "llama_cpp":
+        if spec.kind == "llama_cpp" or (spec.kind == "vllm" and not model_path):
             path, sha256 = resolve_model_file(alias, model_cfg)
+            if spec.kind == "vllm":  # vLLM reads no GGUF: the weights transformers dequantizes
+                path = export_gguf(path, sha256)
             model_path = model_path or str(path)
             identity = f"{identity}@gguf-sha256:{sha256}"
         if not model_path:
             raise ConfigError(f"models.{alias}.server.model_path: which model should it serve?")
         server = ManagedServer(alias, spec.kind, model_path, self.run_dir / f"server-{alias}.log",
                                spec.host, spec.port, list(spec.args), spec.startup_timeout_s,
-                               deterministic=model_cfg.deterministic)
+                               deterministic=model_cfg.deterministic, python=spec.python,
+                               served_name=model_cfg.api_model or alias)
         self.servers.append(server)
         log.info("Starting %s server for %s: %s", spec.kind, alias, " ".join(server.command()))
         server.start()
@@ -221,6 +226,10 @@ class Run:
     def _record_sample(self, tag: SampleTag, generation: Generation) -> None:
         completion = generation.completion
         alias = generation.request.model
+        if completion.cached_tokens is not None and not generation.cache_hit:
+            counts = self.prefix_cache.setdefault(alias, Counter())
+            counts["prompt_tokens"] += completion.prompt_tokens
+            counts["cached_tokens"] += completion.cached_tokens
         self.recorder.sample({
             "problem_id": tag.problem_id,
             "stage": tag.stage,
@@ -239,6 +248,9 @@ class Run:
             "cache_hit": generation.cache_hit,
             "cost_usd": self.prices.cost(alias, completion.prompt_tokens,
                                          completion.completion_tokens),
+            # prompt tokens the server found in its prefix cache, when it says
+            **({"cached_tokens": completion.cached_tokens}
+               if completion.cached_tokens is not None else {}),
             **({"step": tag.extra["step"]} if "step" in tag.extra else {}),  # agent episodes
             **({"turn": tag.extra["turn"]} if "turn" in tag.extra else {}),  # chat turns
         })
@@ -312,6 +324,9 @@ class Run:
             **({"task_details": details} if (details := self.task.details()) else {}),
             **({"sandbox_isolation": isolation} if (isolation := sandbox_counts(self.rows)) else {}),
             **({"serving": self.serving} if self.serving else {}),
+            # of this invocation's backend calls, from servers that report their prefix cache
+            **({"prefix_cache": {k: dict(v) for k, v in self.prefix_cache.items()}}
+               if self.prefix_cache else {}),
             "seed": self.cfg.seed,
             "wall_time_s": round(wall_time, 3),
             **self.task.metrics(self.rows),

@@ -1,7 +1,9 @@
-"""Model servers that a run starts and stops itself: SGLang on a GPU, llama.cpp's server on
-a CPU. A model with a `server:` section gets one on a free local port; the run waits for it
-to be healthy, writes its log into the run directory, and stops it on every way out
-(normal end, exception, Ctrl-C, SIGTERM).
+"""Model servers that a run starts and stops itself: SGLang on a GPU, vLLM on a GPU or a CPU,
+llama.cpp's server on a CPU. A model with a `server:` section gets one on a free local port;
+the run waits for it to be healthy, writes its log into the run directory, and stops it on
+every way out (normal end, exception, Ctrl-C, SIGTERM). `server.python` names the
+interpreter that has the engine installed (vLLM on a CPU lives in a venv of its own,
+cope.engine_envs); null: this one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import httpx
 
 from cope.errors import BackendError, ConfigError
 
-SERVER_KINDS = ("llama_cpp", "sglang")
+SERVER_KINDS = ("llama_cpp", "sglang", "vllm")
 SGLANG_DETERMINISTIC_FLAG = "--enable-deterministic-inference"
 
 
@@ -31,7 +33,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ManagedServer:
     def __init__(self, alias: str, kind: str, model_path: str, log_path: Path,
                  host: str = "127.0.0.1", port: int | None = None, args: list[str] | None = None,
-                 startup_timeout_s: float = 600.0, deterministic: bool = True) -> None:
+                 startup_timeout_s: float = 600.0, deterministic: bool = True,
+                 python: str | None = None, served_name: str | None = None) -> None:
         if kind not in SERVER_KINDS:
             raise ConfigError(f"models.{alias}.server.kind='{kind}': choose one of "
                               f"{', '.join(SERVER_KINDS)}.")
@@ -43,6 +46,8 @@ class ManagedServer:
         self.args = list(args or [])
         self.startup_timeout_s = startup_timeout_s
         self.deterministic = deterministic
+        self.python = python or sys.executable
+        self.served_name = served_name or alias  # the model name the OpenAI routes answer to
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -56,9 +61,18 @@ class ManagedServer:
             # slower: models.<alias>.deterministic=false leaves it off)
             flags = ([SGLANG_DETERMINISTIC_FLAG] if self.deterministic
                      and SGLANG_DETERMINISTIC_FLAG not in self.args else [])
-            return [sys.executable, "-m", "sglang.launch_server", "--model-path", self.model_path,
+            return [self.python, "-m", "sglang.launch_server", "--model-path", self.model_path,
                     "--host", self.host, "--port", str(self.port), *flags, *self.args]
-        return [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path,
+        if self.kind == "vllm":
+            # logprobs of the model's own distribution (perplexity is defined on them) and
+            # the prefix cache's hits in every response's usage
+            flags = ["--enable-prompt-tokens-details"]
+            if "--logprobs-mode" not in self.args:
+                flags += ["--logprobs-mode", "raw_logprobs"]
+            return [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model",
+                    self.model_path, "--served-model-name", self.served_name, "--host", self.host,
+                    "--port", str(self.port), *flags, *self.args]
+        return [self.python, "-m", "llama_cpp.server", "--model", self.model_path,
                 "--host", self.host, "--port", str(self.port), *self.args]
 
     def environment(self) -> dict[str, str]:
@@ -74,11 +88,18 @@ class ManagedServer:
         facts: dict[str, object] = {"managed": True, "kind": self.kind}
         if self.kind == "sglang":
             facts["original_logprobs"] = True
+        if self.kind == "vllm":
+            facts["original_logprobs"] = "raw_logprobs" in self.command()
+            try:
+                facts["version"] = httpx.get(f"http://{self.host}:{self.port}/version",
+                                             timeout=10.0).json()["version"]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                facts["version"] = None
         return facts
 
     def health_url(self) -> str:
         root = f"http://{self.host}:{self.port}"
-        return f"{root}/health" if self.kind == "sglang" else f"{root}/v1/models"
+        return f"{root}/v1/models" if self.kind == "llama_cpp" else f"{root}/health"
 
     def start(self) -> "ManagedServer":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

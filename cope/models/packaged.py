@@ -127,7 +127,7 @@ def locate_part(part: ModelPart, model: PackagedModel) -> Path:
 
 
 @contextmanager
-def _exclusive_lock(path: Path):
+def exclusive_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -154,7 +154,7 @@ def ensure_packaged_model(name: str) -> Path:
     parts = [locate_part(part, model) for part in model.parts]
     target = models_dir() / model.filename
     stamp_file = target.with_suffix(".verified.json")
-    with _exclusive_lock(target.with_suffix(".lock")):
+    with exclusive_lock(target.with_suffix(".lock")):
         if target.is_file() and stamp_file.is_file():
             try:
                 stamp = json.loads(stamp_file.read_text())
@@ -201,7 +201,7 @@ def file_sha256(path: Path) -> str:
     path = Path(path).resolve()
     memo = cope_home() / "file-hashes.json"
     key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
-    with _exclusive_lock(memo.with_suffix(".lock")):
+    with exclusive_lock(memo.with_suffix(".lock")):
         known = json.loads(memo.read_text()) if memo.is_file() else {}
         if key not in known:
             digest = hashlib.sha256()
