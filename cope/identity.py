@@ -61,6 +61,10 @@ OUTPUT_NEUTRAL: dict[str, dict[str, str]] = {
     },
     "transformers": {},
     "http": {
+        # a server without batch-invariant kernels (vLLM on a CPU, SGLang with
+        # deterministic=false) batches concurrent requests as they arrive, so its samples
+        # differ in the last bits from run to run whatever the concurrency: no key makes
+        # them reproduce (docs/serving.md)
         "concurrency": "requests in flight",
         "requests_per_minute": "pacing",
         "tokens_per_minute": "pacing",
