@@ -54,7 +54,7 @@ class GenerationCache:
     """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), off."""
 
     def __init__(self, path: str | Path | None, mode: str = "readwrite",
-                 shared: SharedSegments | None = None, reuse_version1: bool = False) -> None:
+                 shared: SharedSegments | None = None, reuse_former_keys: bool = False) -> None:
         if mode not in ("readwrite", "readonly", "off"):
             raise ConfigError(f"cache.mode='{mode}': choose readwrite, readonly or off.")
         if shared is not None and mode != "readwrite":
@@ -63,7 +63,7 @@ class GenerationCache:
         # rows keyed by what was asked alone (cope/identity.py): answered only when the user
         # says they were made under the run's settings; each one is then stored again under
         # its full key
-        self.reuse_version1 = reuse_version1
+        self.reuse_former_keys = reuse_former_keys
         self.shared = shared  # other machines' generations (cope/cache_shared.py)
         self.imported = 0
         self.path = Path(path) if path is not None else None
@@ -159,9 +159,9 @@ class GenerationCache:
 
     def _with_version1(self, requests: Sequence[BackendRequest], keys: Sequence[str]
                        ) -> list[str]:
-        if not self.reuse_version1:
+        if not self.reuse_former_keys:
             return list(keys)
-        return [*keys, *(request.content_key() for request in requests)]
+        return [*keys, *(key for request in requests for key in request.former_keys())]
 
     def _answers(self, requests: Sequence[BackendRequest], keys: Sequence[str],
                  found: dict[str, str]) -> list[Completion | None]:
@@ -173,8 +173,8 @@ class GenerationCache:
                 results.append(queued[1])
                 continue
             row = found.get(key)
-            if row is None and self.reuse_version1:
-                row = found.get(request.content_key())
+            if row is None and self.reuse_former_keys:
+                row = next((found[k] for k in request.former_keys() if k in found), None)
                 if row is not None:
                     upgraded.append((key, request, Completion.from_json(fast_json.loads(row))))
             if row is None:

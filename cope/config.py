@@ -235,7 +235,7 @@ class CacheConfig:
     sync_interval_s: float = 5.0  # how often a miss looks for other machines' generations
     # answer from rows keyed before keys carried the model's settings (cope/identity.py),
     # for a cache whose rows you know were made under this run's settings
-    reuse_version1: bool = False
+    reuse_former_keys: bool = False
 
 
 @dataclass

@@ -66,10 +66,21 @@ class BackendRequest:
     sample_index: int
     want_logprobs: bool = False
     settings: str = ""  # digest of the settings the model runs under (cope.identity)
+    # the batch it is decoded in, for a backend whose outputs depend on it: "" or
+    # "<digest of the batch's requests>/<position>" (Generator names them)
+    batch: str = ""
 
     def cache_key(self) -> str:
-        """The sample's key in the generation cache: what is asked, under which settings."""
-        return identity.cache_key(self.content_key(), self.settings)
+        """The sample's key in the generation cache: what is asked, under which settings, in
+        which batch."""
+        content = self.content_key()
+        return identity.cache_key(f"{content}|batch:{self.batch}" if self.batch else content,
+                                  self.settings)
+
+    def former_keys(self) -> list[str]:
+        """Its keys before keys carried the settings (version 1) and the batch."""
+        content = self.content_key()
+        return [content, identity.cache_key(content, self.settings)] if self.batch else [content]
 
     def content_key(self) -> str:
         """A hash of what is asked alone (the key of cache version 1)."""

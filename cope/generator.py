@@ -11,6 +11,8 @@ the same turn of the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,11 +63,17 @@ class Generator:
                        ) -> list[Generation]:
         """Generations in request order; cached ones come back without a backend call."""
         resolved = [self.resolve(r) for r in requests]
+        batches = self._name_batches(requests, resolved)
         keys = [r.cache_key() for r in resolved]  # hashed once, for the lookup and the insert
         results: list[Generation | None] = [None] * len(requests)
         misses: dict[int, list[int]] = {}  # id(backend) -> positions
         backends: dict[int, Backend] = {}
-        for i, cached in enumerate(await self.cache.lookup(resolved, keys)):
+        found = await self.cache.lookup(resolved, keys)
+        for batch in batches:  # a batch with a miss is decoded whole, as it was the first time
+            if any(found[i] is None for i in batch):
+                for i in batch:
+                    found[i] = None
+        for i, cached in enumerate(found):
             request = requests[i]
             if cached is not None:
                 self.cache_hits += 1
@@ -130,6 +138,27 @@ class Generator:
         if missing:
             raise RuntimeError(f"backend returned without completing requests {missing}")
         return results  # type: ignore[return-value]
+
+    def _name_batches(self, requests: Sequence[GenerationRequest],
+                      resolved: list[BackendRequest]) -> list[list[int]]:
+        """Give every request its batch, for backends whose outputs depend on the requests
+        decoded beside them (in place), and return those batches as positions."""
+        by_backend: dict[int, list[int]] = {}
+        backends: dict[int, Backend] = {}
+        for i, request in enumerate(requests):
+            backend = self.bindings[request.model].backend
+            backends[id(backend)] = backend
+            by_backend.setdefault(id(backend), []).append(i)
+        batches = []
+        for key, positions in by_backend.items():
+            for local in backends[key].joint_batches([resolved[i] for i in positions]):
+                batch = [positions[k] for k in local]
+                digest = hashlib.sha256("\n".join(resolved[i].content_key() for i in batch)
+                                        .encode()).hexdigest()[:20]
+                for k, i in enumerate(batch):
+                    resolved[i] = dataclasses.replace(resolved[i], batch=f"{digest}/{k}")
+                batches.append(batch)
+        return batches
 
     def _finish(self, request: GenerationRequest, completion: Completion, cache_hit: bool,
                 tag: SampleTag) -> Generation:

@@ -10,18 +10,22 @@ tests/test_identity.py walks every field to hold both to that.
 Greedy decoding ignores the seed and top_p (`SamplingParams.identity`), so greedy samples
 are shared across run seeds.
 
-Batched llama.cpp decoding (`backend.batch_size` > 1) is keyed by its batch settings, not by
-the batch a sample was decoded in. The samples of one prompt are the same to the bit however
-many of them are decoded together (tests/test_integration.py), so a `votes=4` run that reuses
-samples 0..3 of a `votes=8` batch gets what a fresh `votes=4` batch would. A batch that mixes
-prompts (stage 2's two plans, CoT beside PoT) evaluates their common prefix once, and its
-samples can differ in the last bits from the same prompts decoded apart: with the cache every
-run replays exactly, and `backend.batch_size=1` reproduces seeded samples bit for bit without
-it.
+A backend that decodes requests together, each output depending in its last bits on the
+others (llama.cpp with `backend.batch_size` > 1, transformers' padded batches), says which
+(`Backend.joint_batches`), and each sample's key also names its batch: a digest of the
+batch's requests and its place in it (`BackendRequest.batch`). With Qwen2.5-Coder-0.5B,
+samples 0..3 of an 8-wide batch and the same four seeds decoded 4-wide differ in their
+logprobs and 2 of 4 in their texts; keyed by batch, a run reproduces its samples bit for
+bit with or without the cache, and a `votes=4` run does not reuse samples of a `votes=8`
+batch. A batch with one sample missing from the cache is decoded whole again, as it was the
+first time. Servers batch requests as they arrive, which no key can name (`concurrency`
+below).
 
 Keys made before this version (KEY_VERSION 1, which knew the model identity and the
-sampling parameters only) never equal a key made now: an old cache stays readable and can
-be archived, but its samples are not replayed, since it cannot say which settings made them.
+sampling parameters only) and batched samples' keys made before they named their batch never
+equal a key made now: an old cache stays readable and can be archived, but its samples are
+not replayed unless `cache.reuse_former_keys` says they were made under the run's settings
+(`BackendRequest.former_keys`).
 """
 
 from __future__ import annotations

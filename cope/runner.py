@@ -156,7 +156,7 @@ class Run:
         shared = (SharedSegments(cfg.cache.shared_dir, cfg.cache.sync_interval_s)
                   if cfg.cache.shared_dir else None)
         self.cache = GenerationCache(cache_path, cfg.cache.mode, shared,
-                                     reuse_version1=cfg.cache.reuse_version1)
+                                     reuse_former_keys=cfg.cache.reuse_former_keys)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,

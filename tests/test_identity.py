@@ -4,16 +4,20 @@ one documented list of settings that cannot change an output."""
 
 import copy
 import dataclasses
+import shutil
 import typing
 
 import pytest
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf import OmegaConf
 
 from cope import config as config_module
+from cope.backends.base import chunk_positions
+from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
 from cope.cache_archive import export_archive, import_archive, read_archive
-from cope.generation import BackendRequest, Completion, SamplingParams
+from cope.generation import (BackendRequest, Completion, GenerationRequest, SampleTag,
+                             SamplingParams)
+from cope.generator import Generator, ModelBinding
 from cope.identity import BACKEND_SECTION, OUTPUT_NEUTRAL, settings_digest
 from cope.runner import run
 from cope.testing import StubServer
@@ -152,7 +156,7 @@ def test_former_rows_answer_only_when_asked_and_are_then_stored_under_the_full_k
                       (current.content_key(), "m@openai:m", '{"text": "made before", '
                        '"prompt_tokens": 1, "completion_tokens": 1}', 0.0))
     cache.close()
-    reusing = GenerationCache(tmp_path / "c.sqlite", reuse_version1=True)
+    reusing = GenerationCache(tmp_path / "c.sqlite", reuse_former_keys=True)
     assert reusing.get(current).text == "made before"
     reusing.close()
     plain = GenerationCache(tmp_path / "c.sqlite")  # the row now answers under its full key
@@ -181,3 +185,86 @@ def test_changing_top_k_of_an_api_model_generates_again(make_config, tmp_path, m
         assert stub_run(stub, "again", {}) == 0  # the same settings replay from the cache
         assert stub_run(stub, "top_k", {"top_k": 5}) == first
         assert stub_run(stub, "top_k_again", {"top_k": 5}) == 0
+
+
+class BatchDependent(ScriptedBackend):
+    """Decodes its requests in batches of `size` whose every output depends on the whole
+    batch, as llama.cpp's batched samples do in their last bits."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+        self.batches = []
+
+    def joint_batches(self, requests):
+        return chunk_positions(requests, lambda r: r.model_identity, self.size)
+
+    async def generate(self, requests, on_complete=None):
+        out = [None] * len(requests)
+        for batch in chunk_positions(requests, lambda r: r.model_identity, self.size):
+            self.batches.append([requests[i].params.seed for i in batch])
+            beside = "+".join(str(requests[i].params.seed) for i in batch)
+            for i in batch:
+                out[i] = Completion(f"seed {requests[i].params.seed} beside {beside}", 3, 5)
+                if on_complete is not None:
+                    on_complete(i, out[i])
+        self.requests.extend(requests)
+        return out
+
+
+def generate_seeds(tmp_path, backend, seeds, cache_name="c.sqlite", **cache_options):
+    import asyncio
+
+    cache = GenerationCache(tmp_path / cache_name, **cache_options)
+    generator = Generator({"m": ModelBinding("m", "m@batched", backend, "settings")}, cache)
+    requests = [GenerationRequest("m", (("user", "2+2?"),), SamplingParams(0.8, 64, seed=s), s)
+                for s in seeds]
+    tags = [SampleTag("p", "s1", "executor", "small") for _ in seeds]
+    try:
+        return [g.completion.text for g in asyncio.run(generator.generate(requests, tags))]
+    finally:
+        cache.close()
+
+
+def test_a_batched_sample_is_keyed_by_its_batch(tmp_path):
+    backend = BatchDependent(8)
+    eight = generate_seeds(tmp_path, backend, range(8))
+    four = generate_seeds(tmp_path, backend, range(4))  # not samples 0..3 of the batch of 8
+    assert four == generate_seeds(tmp_path, BatchDependent(8), range(4), "fresh.sqlite")
+    assert four != eight[:4] and backend.batches == [list(range(8)), list(range(4))]
+    assert generate_seeds(tmp_path, backend, range(8)) == eight  # replayed, not decoded
+    assert len(backend.batches) == 2
+
+
+def test_a_batch_with_a_sample_missing_is_decoded_whole_again(tmp_path):
+    backend = BatchDependent(4)
+    first = generate_seeds(tmp_path, backend, range(6))  # batches 0..3 and 4..5
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    (key,) = [k for (k,) in cache._db.execute("SELECT key FROM generations")][:1]
+    cache._db.execute("DELETE FROM generations WHERE key = ?", (key,))
+    cache._db.commit()
+    cache.close()
+    assert generate_seeds(tmp_path, backend, range(6)) == first
+    assert len(backend.batches) == 3 and backend.batches[2] in ([0, 1, 2, 3], [4, 5])
+
+
+def test_batched_rows_keyed_before_keys_named_the_batch_answer_only_when_asked(tmp_path):
+    backend = BatchDependent(8)
+    made = generate_seeds(tmp_path, backend, range(4))
+    cache = GenerationCache(tmp_path / "c.sqlite")  # rekey every row as before batches had names
+    rows = list(cache._db.execute("SELECT key, model, completion, created FROM generations"))
+    cache._db.execute("DELETE FROM generations")
+    for (key, model, completion, created), seed in zip(rows, range(4)):
+        plain = BackendRequest("m@batched", (("user", "2+2?"),), SamplingParams(0.8, 64, seed=seed),
+                               seed, settings="settings")
+        cache._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
+                          (plain.cache_key(), model, completion, created))
+    cache._db.commit()
+    cache.close()
+    shutil.copy(tmp_path / "c.sqlite", tmp_path / "copy.sqlite")
+    fresh = BatchDependent(8)
+    assert generate_seeds(tmp_path, fresh, range(4), "copy.sqlite") == made
+    assert fresh.batches == [[0, 1, 2, 3]]  # decoded again: the old rows did not answer
+    again = BatchDependent(8)
+    assert generate_seeds(tmp_path, again, range(4), reuse_former_keys=True) == made
+    assert again.batches == []

@@ -129,29 +129,3 @@ def test_cli_prints_summary_and_run_dir_last(tmp_path):
     assert os.path.isfile(os.path.join(run_dir, "metrics.json"))
     assert run_dir.startswith(str(tmp_path / "runs"))
 
-
-def test_a_batched_sample_of_one_prompt_does_not_depend_on_the_batch_beside_it(make_config):
-    """What cope.identity relies on when a votes=4 run reuses samples 0..3 of a votes=8
-    batch: the samples of one prompt decoded 8, 4, 3 or 1 at a time are the same to the bit,
-    text and logprobs."""
-    from cope.backends.llamacpp import LlamaCppBackend
-    import asyncio
-
-    cfg = make_config(*TINY, "backend.batch_size=8", "backend.batch_n_ctx=4096")
-    backend = LlamaCppBackend(cfg.backend)
-    identity = backend.add_model("smollm2-135m", cfg.models["smollm2-135m"])
-    messages = (("user", "Write a short story about a cat."),)
-
-    def decode(seeds):
-        requests = [BackendRequest(identity, messages, SamplingParams(0.8, 48, seed=s), s, True)
-                    for s in seeds]
-        return [(c.text, c.token_logprobs) for c in asyncio.run(backend.generate(requests))]
-
-    try:
-        eight = decode(range(8))
-        assert decode(range(4)) == eight[:4]
-        assert decode([5, 6, 7]) == eight[5:]
-        assert decode([2]) == eight[2:3]
-    finally:
-        backend.close()
-    assert len({text for text, _ in eight}) > 1

@@ -35,6 +35,13 @@ class Backend(ABC):
         """Completions in request order. `on_complete(i, completion)` is called as each one
         finishes, so a caller can store it before the rest of the batch is done."""
 
+    def joint_batches(self, requests: Sequence[BackendRequest]) -> list[list[int]]:
+        """Positions of the requests that `generate(requests)` decodes together, where each
+        output depends in its last bits on the others (llama.cpp's and transformers'
+        batches); their cache keys name their batch. [] when every request is decoded on
+        its own terms."""
+        return []
+
     def server_facts(self, identity: str) -> dict | None:
         """What the server of a model said about itself (engine, version, determinism), for
         the run's records; None for a backend without a server of its own."""
@@ -57,17 +64,25 @@ async def generate_in_chunks(
     default pool), and report completions as each chunk finishes. Results come back in
     request order."""
     loop = asyncio.get_running_loop()
+    results: list[Completion | None] = [None] * len(requests)
+    for chunk in chunk_positions(requests, group_key, chunk_size):
+        completions = await loop.run_in_executor(executor, complete_chunk,
+                                                 [requests[i] for i in chunk])
+        for i, completion in zip(chunk, completions):
+            results[i] = completion
+            if on_complete is not None:
+                on_complete(i, completion)
+    return results  # type: ignore[return-value]
+
+
+def chunk_positions(requests: Sequence[BackendRequest],
+                    group_key: Callable[[BackendRequest], Hashable], chunk_size: int
+                    ) -> list[list[int]]:
+    """The chunks generate_in_chunks decodes, as positions: groups in order of first
+    appearance, each cut into chunks of `chunk_size`. A sub-list made of whole chunks is cut
+    into the same chunks again."""
     groups: dict[Hashable, list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault(group_key(request), []).append(i)
-    results: list[Completion | None] = [None] * len(requests)
-    for positions in groups.values():
-        for k in range(0, len(positions), chunk_size):
-            chunk = positions[k:k + chunk_size]
-            completions = await loop.run_in_executor(executor, complete_chunk,
-                                                     [requests[i] for i in chunk])
-            for i, completion in zip(chunk, completions):
-                results[i] = completion
-                if on_complete is not None:
-                    on_complete(i, completion)
-    return results  # type: ignore[return-value]
+    return [positions[k:k + chunk_size] for positions in groups.values()
+            for k in range(0, len(positions), chunk_size)]

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from cope.backends.base import Backend, OnComplete, generate_in_chunks
+from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in_chunks
 from cope.backends.deadline import Deadline
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
@@ -215,6 +215,11 @@ class LlamaCppBackend(Backend):
                        token_logprobs=tuple(r.logprobs) if r.logprobs is not None else None)
             for r in results
         ]
+
+    def joint_batches(self, requests: Sequence[BackendRequest]) -> list[list[int]]:
+        if self.cfg.batch_size <= 1:
+            return []
+        return chunk_positions(requests, lambda r: r.model_identity, self.cfg.batch_size)
 
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cope.backends.base import Backend, OnComplete, generate_in_chunks
+from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in_chunks
 from cope.errors import ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts, stable_seed
 from cope.models.packaged import resolve_model_file
@@ -112,16 +112,23 @@ class TransformersBackend(Backend):
             ))
         return completions
 
+    def joint_batches(self, requests: Sequence[BackendRequest]) -> list[list[int]]:
+        return chunk_positions(requests, _batch_key, self.cfg.batch_size)
+
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
-        return await generate_in_chunks(
-            requests,
-            lambda r: (r.model_identity, r.params.temperature, r.params.top_p, r.params.max_tokens),
-            self.cfg.batch_size, self._batch, on_complete)
+        return await generate_in_chunks(requests, _batch_key, self.cfg.batch_size, self._batch,
+                                        on_complete)
 
     def close(self) -> None:
         self._models.clear()
+
+
+def _batch_key(request: BackendRequest) -> tuple:
+    """Requests that can share a padded batch: one model, one set of sampling parameters."""
+    params = request.params
+    return request.model_identity, params.temperature, params.top_p, params.max_tokens
 
 
 def _as_list(value) -> list:

@@ -94,7 +94,7 @@ threads=()
 # the archive's first rows were keyed before keys carried the models' settings; they were made
 # with the settings used here (the defaults), so they are reused and stored again under full keys
 common=(backend=llamacpp concurrency=1 progress=false resume=true cache.path="$cache"
-        cache.reuse_version1=true)
+        cache.reuse_former_keys=true)
 
 train_frugalgpt_scorer() {
   [ -f "$scorer" ] && return
