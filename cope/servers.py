@@ -85,7 +85,7 @@ class ManagedServer:
 
     def facts(self) -> dict[str, object]:
         """What the run records about the server it started."""
-        facts: dict[str, object] = {"managed": True, "kind": self.kind}
+        facts: dict[str, object] = {"managed": True, "kind": self.kind, "port": self.port}
         if self.kind == "sglang":
             facts["original_logprobs"] = True
         if self.kind == "vllm":

@@ -227,7 +227,8 @@ def test_a_managed_sglang_server_is_started_deterministic_with_original_logprobs
     assert launched["SGLANG_RETURN_ORIGINAL_LOGPROB"] == "1"
     assert result.metrics["serving"][alias] == {
         "engine": "sglang", "version": "0.5.23", "deterministic": deterministic, "checked": True,
-        "managed": True, "kind": "sglang", "original_logprobs": True}
+        "managed": True, "kind": "sglang", "original_logprobs": True,
+        "port": launched["args"]["port"]}
     port = launched["args"]["port"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

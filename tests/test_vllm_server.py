@@ -53,8 +53,12 @@ def test_cope_through_a_managed_vllm_server(make_config, tmp_path, vllm_python, 
     first = run(make_config(*served(vllm_python, shared_data)))
     m = first.metrics
     assert m["finished"] and m["n_turns"] == 4
-    assert m["serving"]["smollm2-135m"] == {"managed": True, "kind": "vllm",
-                                            "original_logprobs": True, "version": "0.32.0"}
+    serving = dict(m["serving"]["smollm2-135m"])
+    port = serving.pop("port")
+    assert serving == {"managed": True, "kind": "vllm", "original_logprobs": True,
+                       "version": "0.32.0"}
+    with pytest.raises(httpx.ConnectError):  # the server and its engine are gone
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
     samples = samples_of(first)
     assert all(s["completion_tokens"] > 0 and not s["finish_reason"].startswith("error")
                for s in samples)
