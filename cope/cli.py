@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from cope import paths
 from cope.config import register_configs, renamed_override
 from cope.errors import CopeError
+from cope.runner import run, summary
 
 register_configs()
 log = logging.getLogger("cope")
@@ -29,7 +30,6 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def run_app(cfg: DictConfig) -> None:
-    from cope.runner import run, summary
 
     try:
         result = run(cfg)

@@ -13,10 +13,13 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from cope.backends import BACKENDS
 from cope.errors import ConfigError, unknown_name
 from cope.event_loop import EVENT_LOOPS
 from cope.paths import CONFIG_DIR
 from cope.sandbox.isolation import CHOICES as ISOLATIONS
+from cope.tasks import task_class
+from cope.trackers import TRACKERS
 
 PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
 # executor styles: the task's own prompt (chain of thought), a program that prints the answer
@@ -321,15 +324,9 @@ def used_roles(method: MethodConfig | DictConfig) -> list[str]:
 
 def validate(cfg: DictConfig | CopeConfig) -> None:
     """Every check that can be made without touching a model or a data file."""
-    from cope.backends import BACKENDS
-    from cope.tasks import TASKS
-
-    from cope.trackers import TRACKERS
-
     if cfg.tracker.name not in TRACKERS:
         raise ConfigError(unknown_name("tracker", cfg.tracker.name, TRACKERS.names()))
-    if cfg.task.name not in TASKS:
-        raise ConfigError(unknown_name("task", cfg.task.name, TASKS.names()))
+    task = task_class(cfg.task.name)  # an unknown name fails here
     if cfg.task.limit is not None and cfg.task.limit < 1:
         raise ConfigError(f"task.limit={cfg.task.limit}: must be at least 1 (or null for all).")
     if cfg.task.offset < 0:
@@ -385,7 +382,7 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
     if cfg.cache.mode not in CACHE_MODES:
         raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
     _validate_method(cfg.method, cfg.pair.roles)
-    _validate_open_ended(cfg, TASKS.get(cfg.task.name))
+    _validate_open_ended(cfg, task)
     for role in used_roles(cfg.method):
         alias = cfg.pair.roles[role]
         if alias not in cfg.models:

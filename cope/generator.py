@@ -20,7 +20,13 @@ from cope.backends.base import Backend
 from cope.budget import Budget
 from cope.cache import GenerationCache
 from cope.errors import BackendUnavailable
-from cope.generation import BackendRequest, Completion, Generation, GenerationRequest, SampleTag
+from cope.generation import (
+    BackendRequest,
+    Completion,
+    Generation,
+    GenerationRequest,
+    SampleTag,
+)
 
 OnSample = Callable[[SampleTag, Generation], None]
 

@@ -27,7 +27,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cope.errors import ConfigError
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from cope.cost import PriceBook
+from cope.errors import ConfigError, CopeError, unknown_name
+from cope.generation import GenerationRequest, SampleTag, SamplingParams
+from cope.generator import Generator
+from cope.model_set import ModelSet, open_cache
+from cope.paths import CONFIG_DIR
+from cope.records import read_complete_lines, write_atomic
+from cope.runner import run_coroutine
+from cope.tasks import create_task
+from cope.tasks.open_ended import REFERENCE_CATEGORIES
 
 JUDGE_SYSTEM = (
     "You are an impartial judge of AI assistants. You will read a user's question and the "
@@ -53,9 +67,7 @@ class JudgeRecords:
     settings, the questions already judged are kept (a torn last line is dropped)."""
 
     def __init__(self, out_dir: Path, config: dict[str, Any]) -> None:
-        import yaml
 
-        from cope.records import read_complete_lines, write_atomic
 
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +98,6 @@ class JudgeRecords:
         self._append(JUDGEMENTS, record)
 
     def finish(self, result: dict[str, Any]) -> None:
-        from cope.records import write_atomic
 
         write_atomic(self.out_dir / RESULT, json.dumps(result, indent=2) + "\n")
 
@@ -160,9 +171,7 @@ def judge_messages(questions: list[str], answers_a: list[str | None], answers_b:
 
 def read_answers(run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """A run's config and its problem records by question id; refuses a run of another task."""
-    import yaml
 
-    from cope.records import read_complete_lines
 
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -179,34 +188,17 @@ class Judge:
     """Judges a candidate run against a baseline run with one judge model."""
 
     def __init__(self, cfg, alias: str, max_tokens: int = 512, backends=None) -> None:
-        from cope.backends import create_backend
-        from cope.cache import GenerationCache
-        from cope.cost import PriceBook
-        from cope.generator import Generator, ModelBinding
-        from cope.identity import settings_digest
-        from cope.paths import cope_home
 
         if alias not in cfg.models:
             raise ConfigError("--judge: " + _unknown_alias(alias, cfg.models.keys()))
-        model = cfg.models[alias]
-        if model.server.kind is not None:
-            raise ConfigError(f"--judge {alias}: the judge does not start servers; start it and "
-                              f"point models.{alias}.base_url at it.")
         self.cfg, self.alias, self.max_tokens = cfg, alias, max_tokens
         self.prices = PriceBook(cfg.models, cfg.prices)
         self.prices.cost(alias, 0, 0)  # an unpriced judge fails here, before any call
-        injected = dict(backends or {})
-        self._owned = None
-        if model.backend in injected:
-            backend = injected[model.backend]
-        else:
-            backend = self._owned = create_backend(model.backend, cfg)
-        binding = ModelBinding(alias, backend.add_model(alias, model), backend,
-                               settings_digest(model, cfg))
-        self.cache = GenerationCache(cfg.cache.path or str(cope_home() / "generations.sqlite"),
-                                     cfg.cache.mode)
+        self.models = ModelSet(cfg, [alias], backends)  # no server_logs: the judge starts none
+        self.cache = open_cache(cfg)
         self.recorder = None
-        self.generator = Generator({alias: binding}, self.cache, on_sample=self._record_sample)
+        self.generator = Generator(self.models.bindings, self.cache,
+                                   on_sample=self._record_sample)
 
     def _record_sample(self, tag, generation) -> None:
         completion = generation.completion
@@ -224,7 +216,6 @@ class Judge:
 
     async def _judge_question(self, problem, candidate: dict[str, Any], baseline: dict[str, Any]
                               ) -> dict[str, Any]:
-        from cope.generation import GenerationRequest, SampleTag, SamplingParams
 
         questions = problem.meta["turns"]
         reference = (problem.meta.get("reference")
@@ -256,10 +247,7 @@ class Judge:
                 "reference_used": reference is not None, "turns": turns, "judge_cost_usd": cost}
 
     def run(self, candidate_dir: Path, baseline_dir: Path, out_dir: Path) -> dict[str, Any]:
-        from omegaconf import OmegaConf
 
-        from cope.runner import run_coroutine
-        from cope.tasks import create_task
 
         candidate_cfg, ours = read_answers(candidate_dir)
         _, theirs = read_answers(baseline_dir)
@@ -295,8 +283,7 @@ class Judge:
 
     def close(self) -> None:
         self.cache.close()
-        if self._owned is not None:
-            self._owned.close()
+        self.models.close()
 
 
 def summarise(rows: list[dict[str, Any]], alias: str, candidate_dir: Path, baseline_dir: Path,
@@ -329,13 +316,11 @@ def _run_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def _reference_categories() -> tuple[str, ...]:
-    from cope.tasks.open_ended import REFERENCE_CATEGORIES
 
     return REFERENCE_CATEGORIES
 
 
 def _unknown_alias(alias: str, known) -> str:
-    from cope.errors import unknown_name
 
     return unknown_name("model alias", alias, known)
 
@@ -345,16 +330,13 @@ def judge_runs(candidate_dir: str | Path, baseline_dir: str | Path, overrides: l
                backends=None) -> tuple[dict[str, Any], Path]:
     """Judge `candidate_dir`'s answers against `baseline_dir`'s; (result, output directory).
     `backends` injects ready-made backends by name, as for `cope.runner.run`."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
-    from cope.cli import CONFIG_DIR
 
     candidate_dir, baseline_dir = Path(candidate_dir), Path(baseline_dir)
     for run_dir in (candidate_dir, baseline_dir):  # before a model is loaded
         read_answers(run_dir)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides or []))
     alias = alias or cfg.pair.roles["large"]
     if max_tokens < 1:
@@ -392,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=512, help="judge's token budget")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for `cope`")
     args = parser.parse_intermixed_args(argv)  # overrides may follow the options
-    from cope.errors import CopeError
 
     try:
         result, out_dir = judge_runs(args.run_dir, args.against, args.overrides, args.judge,

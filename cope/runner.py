@@ -11,10 +11,9 @@ import logging
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,27 +21,22 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cope import sandbox
-from cope.backends import Backend, create_backend
-from cope.baselines.frugalgpt import load_scorers
-from cope.errors import BackendUnavailable, ConfigError
-from cope.servers import ManagedServer
+from cope.backends import Backend
+from cope.baselines.frugal_scorer import load_scorers
 from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
-from cope.cache_shared import SharedSegments
 from cope.config import pair_label, to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, StageSpec
+from cope.errors import BackendUnavailable
 from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
-from cope.generator import Generator, ModelBinding
-from cope.identity import settings_digest
-from cope.models.hf_export import export_gguf
-from cope.models.packaged import resolve_model_file
-from cope.paths import cope_home
+from cope.generator import Generator
+from cope.model_set import ModelSet, open_cache
 from cope.records import RunRecorder
 from cope.tasks import create_task
-from cope.trackers import create_tracker
 from cope.tasks.base import select
+from cope.trackers import create_tracker
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +131,7 @@ class Run:
         if "large" in self.roles and self.prices.cost(self.roles["large"], 10**6, 10**6) == 0:
             log.warning("The large role is played by '%s', which is priced as free: every cost "
                         "this run reports will be 0.", self.roles["large"])
-        self._owned_backends: list[Backend] = []
-        self.servers: list[ManagedServer] = []
-        self.serving: dict[str, dict[str, Any]] = {}  # alias -> what its server said
+        self.models: ModelSet | None = None
         self.prefix_cache: dict[str, Counter] = {}  # alias -> prompt and cached tokens
         self.cache: GenerationCache | None = None
         try:
@@ -151,12 +143,9 @@ class Run:
     def _set_up(self, backends: dict[str, Backend]) -> None:
         cfg = self.cfg
         scorers = load_scorers(cfg, self.problems)  # before the models: a missing file fails fast
-        bindings = self._bind_models(backends)
-        cache_path = cfg.cache.path or str(cope_home() / "generations.sqlite")
-        shared = (SharedSegments(cfg.cache.shared_dir, cfg.cache.sync_interval_s)
-                  if cfg.cache.shared_dir else None)
-        self.cache = GenerationCache(cache_path, cfg.cache.mode, shared,
-                                     reuse_former_keys=cfg.cache.reuse_former_keys)
+        self.models = ModelSet(cfg, self.roles.values(), backends, server_logs=self.run_dir)
+        bindings = self.models.bindings
+        self.cache = open_cache(cfg)
         self.budget = Budget(self.prices, cfg.budget.max_usd, cfg.budget.max_large_calls)
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,
@@ -175,53 +164,6 @@ class Run:
         done = {row["id"] for row in self.rows}
         self.pending = [p for p in self.problems if p.id not in done]
         self.stopped_reason: str | None = None
-
-    def _bind_models(self, injected: dict[str, Backend]) -> dict[str, ModelBinding]:
-        """Load every model the method uses before the first generation."""
-        backends: dict[str, Backend] = dict(injected)
-        bindings = {}
-        for alias in dict.fromkeys(self.roles.values()):
-            model_cfg = self.cfg.models[alias]
-            managed = None
-            if model_cfg.server.kind is not None:
-                model_cfg, managed = self._start_server(alias, model_cfg)
-            if model_cfg.backend not in backends:
-                backend = create_backend(model_cfg.backend, self.cfg)
-                backends[model_cfg.backend] = backend
-                self._owned_backends.append(backend)
-            backend = backends[model_cfg.backend]
-            identity = backend.add_model(alias, model_cfg)
-            bindings[alias] = ModelBinding(alias, identity, backend,
-                                           settings_digest(self.cfg.models[alias], self.cfg))
-            facts = backend.server_facts(identity)
-            if facts is not None or managed is not None:
-                self.serving[alias] = {**(facts or {}), **(managed.facts() if managed else {})}
-        return bindings
-
-    def _start_server(self, alias: str, model_cfg) -> tuple[SimpleNamespace, ManagedServer]:
-        """Start the model's server; its config, pointed at the server, for the backend."""
-        spec = model_cfg.server
-        identity = model_cfg.identity
-        model_path = spec.model_path
-        if spec.kind == "llama_cpp" or (spec.kind == "vllm" and not model_path):
-            path, sha256 = resolve_model_file(alias, model_cfg)
-            if spec.kind == "vllm":  # vLLM reads no GGUF: the weights transformers dequantizes
-                path = export_gguf(path, sha256)
-            model_path = model_path or str(path)
-            identity = f"{identity}@gguf-sha256:{sha256}"
-        if not model_path:
-            raise ConfigError(f"models.{alias}.server.model_path: which model should it serve?")
-        server = ManagedServer(alias, spec.kind, model_path, self.run_dir / f"server-{alias}.log",
-                               spec.host, spec.port, list(spec.args), spec.startup_timeout_s,
-                               deterministic=model_cfg.deterministic, python=spec.python,
-                               served_name=model_cfg.api_model or alias)
-        self.servers.append(server)
-        log.info("Starting %s server for %s: %s", spec.kind, alias, " ".join(server.command()))
-        server.start()
-        fields = OmegaConf.to_container(model_cfg, resolve=True)
-        fields.update(base_url=server.base_url, identity=identity,
-                      api_model=model_cfg.api_model or alias)
-        return SimpleNamespace(**fields), server
 
     def _record_sample(self, tag: SampleTag, generation: Generation) -> None:
         completion = generation.completion
@@ -323,7 +265,7 @@ class Run:
             "threshold_op": self.cfg.method.threshold_op,
             **({"task_details": details} if (details := self.task.details()) else {}),
             **({"sandbox_isolation": isolation} if (isolation := sandbox_counts(self.rows)) else {}),
-            **({"serving": self.serving} if self.serving else {}),
+            **({"serving": self.models.serving} if self.models.serving else {}),
             # of this invocation's backend calls, from servers that report their prefix cache
             **({"prefix_cache": {k: dict(v) for k, v in self.prefix_cache.items()}}
                if self.prefix_cache else {}),
@@ -369,8 +311,7 @@ class Run:
         try:
             await asyncio.gather(*(one(problem) for problem in self.pending))
         finally:
-            for backend in self._owned_backends:
-                await backend.aclose()
+            await self.models.aclose()
 
     def _record_problem(self, result: ProblemResult, correct: bool | None = None) -> None:
         row = self.problem_row(result, correct)
@@ -418,12 +359,8 @@ class Run:
         self.recorder.release()
         if self.cache is not None:
             self.cache.close()
-        for backend in self._owned_backends:
-            backend.close()
-        self._owned_backends.clear()
-        for server in self.servers:
-            server.stop()
-        self.servers.clear()
+        if self.models is not None:
+            self.models.close()
 
 
 def run(cfg: DictConfig, backends: dict[str, Backend] | None = None) -> RunResult:

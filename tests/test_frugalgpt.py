@@ -8,7 +8,8 @@ import pytest
 
 from cope.backends.scripted import ScriptedBackend
 from cope.baselines.encoder import SentenceEncoder
-from cope.baselines.frugalgpt import FORMAT, FrugalScorer, fit, main, scorer_path, train
+from cope.baselines.frugal_scorer import FORMAT, FrugalScorer, fit, scorer_path
+from cope.baselines.frugalgpt import main, train
 from cope.errors import ConfigError
 from cope.runner import run
 from cope.tasks.math_data import GSM8K

@@ -10,7 +10,6 @@ test session lists every protection that was not checked here.
 import errno
 import json
 import os
-import re
 import socket
 import subprocess
 import sys

@@ -67,7 +67,7 @@ class LogprobRecorder:
         self.input_ids = ()  # prompt and sampled tokens, as of the last step (a view)
 
     def __call__(self, input_ids, logits):
-        from cope.backends.llamacpp_batch import token_logprob
+        from cope.backends.llamacpp_batch import token_logprob  # needs llama_cpp: lazy
 
         if self.pending is not None:
             self.logprobs.append(token_logprob(self.pending, int(input_ids[-1])))
@@ -113,7 +113,7 @@ class LlamaCppBackend(Backend):
                 llm.chat_format = "chat_template.default"  # the GGUF's own template, never a guess
             self._models[identity] = llm
             if self.cfg.batch_size > 1:
-                from cope.backends.llamacpp_batch import BatchDecoder
+                from cope.backends.llamacpp_batch import BatchDecoder  # needs llama_cpp: lazy
 
                 self._decoders[identity] = BatchDecoder(
                     llm, self.cfg.batch_size, self.cfg.batch_n_ctx // self.cfg.batch_size,
@@ -192,6 +192,7 @@ class LlamaCppBackend(Backend):
 
     def _complete_batch(self, requests: list[BackendRequest]) -> list[Completion]:
         """Requests for one model, decoded together (see llamacpp_batch)."""
+        # needs llama_cpp, imported once a model is loaded (see _import_llama)
         from cope.backends.llamacpp_batch import SequenceParams, chat_prompt_tokens, detokenize
 
         identity = requests[0].model_identity

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 import httpx
 from omegaconf import DictConfig, OmegaConf
+from packaging.version import InvalidVersion, Version
 
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.backends.openai_compat import FATAL_STATUSES, RETRY_STATUSES
@@ -129,7 +130,6 @@ def parse_generate_item(item: dict[str, Any], latency: float) -> Completion:
 
 
 def parse_version(text: str):
-    from packaging.version import InvalidVersion, Version
 
     try:
         return Version(text)

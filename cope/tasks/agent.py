@@ -15,12 +15,13 @@ from typing import Any
 
 # a module reference, not its names: cope.agent.actions itself imports cope.tasks
 from cope.agent import actions
+from cope.agent.alfworld import ALFWorldGames
 from cope.agent.env import GameEnv, GameState, TextWorldEnv
+from cope.agent.episode import EpisodeSolver
 from cope.agent.games import GameSettings, game_metadata, generate_games, list_games
 from cope.errors import DataError
 from cope.generation import Message
 from cope.paths import cope_home
-from cope.tasks import TASKS
 from cope.tasks.base import Plan, Problem, Task, Verdict
 
 GOAL_PLANNER = (
@@ -89,7 +90,6 @@ class AgentTask(Task):
         return answer == WON
 
     def solver(self, method):
-        from cope.agent.episode import EpisodeSolver
 
         return EpisodeSolver(method, self, int(self.cfg.agent.max_steps))
 
@@ -112,7 +112,6 @@ class AgentTask(Task):
         }
 
 
-@TASKS.register("textworld")
 class TextWorldTask(AgentTask):
     """Games generated offline with TextWorld's compiler (Côté et al. 2018), or any compiled
     TextWorld games in a directory (task.source)."""
@@ -148,7 +147,6 @@ class TextWorldTask(AgentTask):
         return TextWorldEnv(problem.meta["path"])
 
 
-@TASKS.register("alfworld")
 class ALFWorldTask(AgentTask):
     """ALFWorld (Shridhar et al. 2021), text version: household tasks in TextWorld. The
     paper's 134 evaluation games are the out-of-distribution split (task.split)."""
@@ -156,7 +154,6 @@ class ALFWorldTask(AgentTask):
     name = "alfworld"
 
     def _env_factory(self):
-        from cope.agent.alfworld import ALFWorldGames
 
         return ALFWorldGames(self.cfg.agent.alfworld_config, self.cfg.split,
                              int(self.cfg.agent.max_steps))

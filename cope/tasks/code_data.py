@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from cope.errors import DataError
-from cope.tasks import TASKS
 from cope.tasks.base import Problem
 from cope.tasks.code import CodeTask
 from cope.tasks.math_data import load_from_hub, read_jsonl, require, resolve_source
@@ -53,7 +52,6 @@ def hidden_tests_label(path_text: str) -> str:
     return f"MBPP-ET ({path_text})"
 
 
-@TASKS.register("mbpp")
 class MBPP(CodeTask):
     """MBPP (Austin et al. 2021): short Python functions, three given tests each. The given
     tests filter a stage's candidates; the answer is judged on MBPP-ET's extended tests when
@@ -120,7 +118,6 @@ class MBPP(CodeTask):
 HUMANEVAL_NOTE = "check() (HumanEval has no separate given tests)"
 
 
-@TASKS.register("humaneval")
 class HumanEval(CodeTask):
     """HumanEval (Chen et al. 2021): 164 functions to complete from a signature and docstring.
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from cope.errors import DataError
-from cope.tasks import TASKS
 from cope.tasks.base import Problem
 from cope.tasks.math import MathTask
 
@@ -75,7 +74,6 @@ def gsm8k_gold(answer: str) -> str:
     return answer.split("####")[-1].strip().replace(",", "")
 
 
-@TASKS.register("gsm8k")
 class GSM8K(MathTask):
     """GSM8K test split (Cobbe et al. 2021): grade-school word problems, numeric answers."""
 
@@ -107,7 +105,6 @@ class GSM8K(MathTask):
         return problems
 
 
-@TASKS.register("math500")
 class MATH500(MathTask):
     """MATH-500 (Lightman et al. 2023): 500 competition problems, LaTeX answers."""
 
@@ -134,7 +131,6 @@ class MATH500(MathTask):
         return problems
 
 
-@TASKS.register("aime2024")
 class AIME2024(MathTask):
     """AIME 2024, parts I and II: 30 problems with integer answers 0-999."""
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from statistics import mean
 from typing import TYPE_CHECKING, Any
 
+from cope.engine import ProblemResult
 from cope.errors import ConfigError, DataError
 from cope.generation import Message
-from cope.tasks import TASKS
+from cope.generator import RetaggingGenerator
 from cope.tasks.base import Plan, Problem, Task, Verdict
 from cope.tasks.math_data import read_jsonl, require, resolve_source
 
@@ -66,13 +67,11 @@ class TurnSolver:
         self.task = task
 
     def _turn_method(self, question_id: str, turn: int) -> "CascadeMethod":
-        from cope.generator import RetaggingGenerator
 
         return self.method.with_generator(
             RetaggingGenerator(self.method.generator, question_id, turn=turn))
 
     async def solve(self, problem: Problem) -> "ProblemResult":
-        from cope.engine import ProblemResult
 
         history: list[tuple[str, str]] = []
         generations: list = []
@@ -101,7 +100,6 @@ class TurnSolver:
         return ProblemResult(problem, turns[-1]["answer"], deepest, [], generations, extra=extra)
 
 
-@TASKS.register("mt_bench")
 class MTBench(Task):
     """MT-Bench's 80 two-turn questions (writing, roleplay, reasoning, math, coding,
     extraction, STEM, humanities), from FastChat's question file."""

@@ -28,6 +28,7 @@ that did not.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -38,8 +39,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from packaging.version import Version
+
 from cope.backends.sglang_native import MIN_VERSION  # the first SGLang with sampling_seed
-from cope.testing.sglang_contract import SGLANG_VERSION  # the contract the stub checks
+from cope.event_loop import loop_factory
+from cope.testing.sglang_contract import SGLANG_VERSION, ContractUnavailable, load
 
 FAULTS = ("429", "500", "stall", "truncate")  # transient: a retry gets through
 EOS_TOKEN_ID = 151645  # Qwen2.5's <|im_end|>: what `matched` holds when generation ends
@@ -65,12 +69,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def _version(text: str):
-    from packaging.version import Version
-
-    return Version(text)
 
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
@@ -204,7 +202,7 @@ class StubServer:
         }
 
     def server_info(self, route: str) -> tuple[int, Any, bool]:
-        old = _version(self.sglang_version) < _version(MIN_VERSION)
+        old = Version(self.sglang_version) < Version(MIN_VERSION)
         if route == "/server_info" and old:
             return 404, {"detail": "Not Found"}, False
         # the resolved server arguments, flat, with the version and the scheduler's state
@@ -215,7 +213,6 @@ class StubServer:
 
     def check_generate(self, payload: Any) -> tuple[int, Any, bool] | None:
         """SGLang's contract gate, then what an older server does with a seed."""
-        from cope.testing.sglang_contract import ContractUnavailable, load
 
         try:
             api = load()
@@ -227,7 +224,7 @@ class StubServer:
             return 400, {"error": str(exc)}, False
         params = payload.get("sampling_params") or {}
         seeded = any("sampling_seed" in p for p in (params if isinstance(params, list) else [params]))
-        if seeded and _version(self.sglang_version) < _version(MIN_VERSION):
+        if seeded and Version(self.sglang_version) < Version(MIN_VERSION):
             return 500, {"error": {"message": "SamplingParams.__init__() got an unexpected "
                                               "keyword argument 'sampling_seed'"}}, False
         return None
@@ -287,7 +284,6 @@ class StubServer:
 
     def start(self) -> "StubServer":
         """Serve from an event loop in a background thread."""
-        from cope.event_loop import loop_factory
 
         self._loop = loop_factory(self.event_loop)()
         self._server = self._loop.run_until_complete(
@@ -322,7 +318,6 @@ class StubServer:
 
 def main() -> None:
     """Serve a stub in the foreground: python -m cope.testing.stub_server --port 8000."""
-    import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
