@@ -175,7 +175,10 @@ class GenerationCache:
             row = found.get(key)
             if row is None and self.reuse_former_keys:
                 row = next((found[k] for k in request.former_keys() if k in found), None)
-                if row is not None:
+                # a batched sample is stored under its full key only once its whole batch is
+                # found (the Generator does it): one member missing means the batch is decoded
+                # again, and its fresh outputs are the ones to keep
+                if row is not None and not request.batch:
                     upgraded.append((key, request, Completion.from_json(fast_json.loads(row))))
             if row is None:
                 if self.mode == "readonly":

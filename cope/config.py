@@ -51,6 +51,13 @@ def renamed(name: str) -> str:
     return ""
 
 
+def refuse_renamed(overrides) -> None:
+    """A ConfigError for the first override that names a renamed alias by its old name."""
+    for argument in overrides:
+        if problem := renamed_override(argument):
+            raise ConfigError(problem)
+
+
 def renamed_override(argument: str) -> str:
     """An error for a command-line override that addresses a renamed alias by its old name,
     which Hydra's parser would refuse with a lexer error; '' when there is none."""

@@ -79,6 +79,9 @@ class Generator:
             if any(found[i] is None for i in batch):
                 for i in batch:
                     found[i] = None
+            elif self.cache.reuse_former_keys:  # found whole, maybe under former keys
+                for i in batch:
+                    self.cache.put_soon(keys[i], resolved[i], found[i])
         for i, cached in enumerate(found):
             request = requests[i]
             if cached is not None:

@@ -32,6 +32,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from cope.config import refuse_renamed, renamed
 from cope.cost import PriceBook
 from cope.errors import ConfigError, CopeError, unknown_name
 from cope.generation import GenerationRequest, SampleTag, SamplingParams
@@ -190,7 +191,8 @@ class Judge:
     def __init__(self, cfg, alias: str, max_tokens: int = 512, backends=None) -> None:
 
         if alias not in cfg.models:
-            raise ConfigError("--judge: " + _unknown_alias(alias, cfg.models.keys()))
+            raise ConfigError("--judge: " + (renamed(alias)
+                                             or _unknown_alias(alias, cfg.models.keys())))
         self.cfg, self.alias, self.max_tokens = cfg, alias, max_tokens
         self.prices = PriceBook(cfg.models, cfg.prices)
         self.prices.cost(alias, 0, 0)  # an unpriced judge fails here, before any call
@@ -336,6 +338,7 @@ def judge_runs(candidate_dir: str | Path, baseline_dir: str | Path, overrides: l
     for run_dir in (candidate_dir, baseline_dir):  # before a model is loaded
         read_answers(run_dir)
     GlobalHydra.instance().clear()
+    refuse_renamed(overrides or [])
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides or []))
     alias = alias or cfg.pair.roles["large"]

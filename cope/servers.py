@@ -67,7 +67,7 @@ class ManagedServer:
             # logprobs of the model's own distribution (perplexity is defined on them) and
             # the prefix cache's hits in every response's usage
             flags = ["--enable-prompt-tokens-details"]
-            if "--logprobs-mode" not in self.args:
+            if self._arg("--logprobs-mode") is None:
                 flags += ["--logprobs-mode", "raw_logprobs"]
             return [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model",
                     self.model_path, "--served-model-name", self.served_name, "--host", self.host,
@@ -75,8 +75,19 @@ class ManagedServer:
         return [self.python, "-m", "llama_cpp.server", "--model", self.model_path,
                 "--host", self.host, "--port", str(self.port), *self.args]
 
+    def _arg(self, flag: str) -> str | None:
+        """The value `args` give a flag (`--flag value` or `--flag=value`), else None."""
+        for i, arg in enumerate(self.args):
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+            if arg == flag and i + 1 < len(self.args):
+                return self.args[i + 1]
+        return None
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
+        if self.python != sys.executable:
+            env.pop("PYTHONPATH", None)  # cope's packages must not shadow the engine's own
         if self.kind == "sglang":
             # logprobs of the model's own distribution, not the temperature-scaled one:
             # perplexity confidence is defined on them
@@ -89,7 +100,8 @@ class ManagedServer:
         if self.kind == "sglang":
             facts["original_logprobs"] = True
         if self.kind == "vllm":
-            facts["original_logprobs"] = "raw_logprobs" in self.command()
+            facts["original_logprobs"] = (self._arg("--logprobs-mode") or "raw_logprobs") in (
+                "raw_logprobs", "raw_logits")
             try:
                 facts["version"] = httpx.get(f"http://{self.host}:{self.port}/version",
                                              timeout=10.0).json()["version"]

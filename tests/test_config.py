@@ -149,3 +149,10 @@ def test_an_override_of_a_renamed_alias_is_refused_with_its_new_name_before_hydr
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "'qwen2.5-1.5b' is now 'qwen2_5-1_5b'" in done.stderr and "Lexer" not in done.stderr
+
+
+def test_the_scorer_training_refuses_renamed_aliases_too():
+    from cope.baselines.frugalgpt import train
+
+    with pytest.raises(ConfigError, match="'qwen-coder-1.5b' is now 'qwen-coder-1_5b'"):
+        train(["models.qwen-coder-1.5b.price=free"])

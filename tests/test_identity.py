@@ -212,10 +212,11 @@ class BatchDependent(ScriptedBackend):
         return out
 
 
-def generate_seeds(tmp_path, backend, seeds, cache_name="c.sqlite", **cache_options):
+def generate_seeds(tmp_path, backend, seeds, cache_name="c.sqlite", mode="readwrite",
+                   **cache_options):
     import asyncio
 
-    cache = GenerationCache(tmp_path / cache_name, **cache_options)
+    cache = GenerationCache(tmp_path / cache_name, mode, **cache_options)
     generator = Generator({"m": ModelBinding("m", "m@batched", backend, "settings")}, cache)
     requests = [GenerationRequest("m", (("user", "2+2?"),), SamplingParams(0.8, 64, seed=s), s)
                 for s in seeds]
@@ -268,3 +269,25 @@ def test_batched_rows_keyed_before_keys_named_the_batch_answer_only_when_asked(t
     again = BatchDependent(8)
     assert generate_seeds(tmp_path, again, range(4), reuse_former_keys=True) == made
     assert again.batches == []
+
+
+def test_former_rows_of_part_of_a_batch_give_way_to_the_batch_decoded_whole(tmp_path):
+    """Rows of seeds 0..3 made before keys named batches, then a run of seeds 0..7 in one
+    batch: the batch is decoded whole and its fresh samples are what the cache keeps."""
+    old = BatchDependent(8)
+    generate_seeds(tmp_path, old, range(4))
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    rows = list(cache._db.execute("SELECT completion FROM generations"))
+    cache._db.execute("DELETE FROM generations")
+    for (completion,), seed in zip(rows, range(4)):
+        plain = BackendRequest("m@batched", (("user", "2+2?"),), SamplingParams(0.8, 64, seed=seed),
+                               seed, settings="settings")
+        cache._db.execute("INSERT INTO generations VALUES (?, ?, ?, ?)",
+                          (plain.cache_key(), "m@batched", completion, 0.0))
+    cache._db.commit()
+    cache.close()
+    eight = generate_seeds(tmp_path, BatchDependent(8), range(8), reuse_former_keys=True)
+    assert all(text.endswith("beside 0+1+2+3+4+5+6+7") for text in eight)
+    replay = BatchDependent(8)
+    assert generate_seeds(tmp_path, replay, range(8), mode="readonly") == eight
+    assert replay.batches == []

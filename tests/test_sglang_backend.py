@@ -112,14 +112,14 @@ def test_an_aborted_sample_is_a_failed_sample_and_is_not_cached(make_config, tmp
     assert second.metrics["failed_samples"] == 0
 
 
-def test_a_null_logprob_is_left_out_of_the_sample_perplexity():
+def test_a_sample_with_a_null_logprob_has_no_perplexity():
+    """-inf and NaN reach JSON as null: the sample cannot be scored, so it abstains."""
     with StubServer(null_logprob=True) as stub:
         backend = SGLangBackend(HTTP)
         identity = backend.add_model("qwen1_5b", model_cfg(stub))
         completion, = generate(backend, requests_for(identity, n=1))
     assert completion.completion_tokens > 1 and not completion.failed
-    assert len(completion.token_logprobs) == completion.completion_tokens - 1
-    assert completion.token_logprobs[0] == pytest.approx(-0.2)  # the entry after the null one
+    assert completion.token_logprobs is None
 
 
 def test_a_server_too_old_for_seeds_is_refused_before_any_generation():
@@ -232,3 +232,28 @@ def test_a_managed_sglang_server_is_started_deterministic_with_original_logprobs
     port = launched["args"]["port"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_a_server_that_does_not_say_whether_it_is_deterministic_is_named_in_a_warning(caplog):
+    with StubServer() as stub:
+        stub.server_info = lambda route: (200, {"version": "0.5.23"}, False)
+        with caplog.at_level(logging.WARNING, logger="cope.backends.sglang_native"):
+            backend = SGLangBackend(HTTP)
+            identity = backend.add_model("qwen1_5b", model_cfg(stub))
+    assert backend.server_facts(identity)["deterministic"] is None
+    assert any("--enable-deterministic-inference" in r.getMessage() for r in caplog.records)
+
+
+def test_vllm_flags_and_the_environment_of_another_interpreter(tmp_path, monkeypatch):
+    from cope.servers import ManagedServer
+
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/cope/lives")
+    plain = ManagedServer("m", "vllm", "/models/m", tmp_path / "log", python="/venv/bin/python")
+    assert plain.command()[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert ["--logprobs-mode", "raw_logprobs"] == plain.command()[-2:]
+    assert "PYTHONPATH" not in plain.environment()
+    chosen = ManagedServer("m", "vllm", "/models/m", tmp_path / "log",
+                           args=["--logprobs-mode=processed_logprobs"])
+    assert chosen.command().count("raw_logprobs") == 0
+    assert chosen.facts()["original_logprobs"] is False
+    assert chosen.environment()["PYTHONPATH"] == "/somewhere/cope/lives"  # this interpreter

@@ -111,7 +111,7 @@ def test_aborts_and_null_logprobs_meet_the_contract(sglang_api):
     assert isinstance(metas[-1].finish_reason, sglang_api.FinishAbort)
     assert completions[-1].failed and "Abort before prefill" in completions[-1].finish_reason
     assert metas[0].output_token_logprobs[0].logprob is None
-    assert not completions[0].failed and len(completions[0].token_logprobs) == metas[0].completion_tokens - 1
+    assert not completions[0].failed and completions[0].token_logprobs is None
 
 
 def test_the_server_info_meets_the_contract(sglang_api):

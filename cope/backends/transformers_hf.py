@@ -113,6 +113,8 @@ class TransformersBackend(Backend):
         return completions
 
     def joint_batches(self, requests: Sequence[BackendRequest]) -> list[list[int]]:
+        if self.cfg.batch_size <= 1:
+            return []
         return chunk_positions(requests, _batch_key, self.cfg.batch_size)
 
     async def generate(

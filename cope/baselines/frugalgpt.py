@@ -20,6 +20,7 @@ from omegaconf import open_dict
 
 from cope.baselines.encoder import SentenceEncoder
 from cope.baselines.frugal_scorer import fit, scorer_path
+from cope.config import refuse_renamed
 from cope.engine import scored_response
 from cope.errors import ConfigError, CopeError, unknown_name
 from cope.paths import CONFIG_DIR
@@ -51,6 +52,7 @@ def train(overrides: list[str], out: str | None = None, stage: str | None = None
           c: float = 1.0, backends=None) -> Path:
     """Run the cheap tier on the selected problems, fit a scorer, write it; its path.
     `backends` injects ready-made backends by name, as for `cope.runner.run`."""
+    refuse_renamed(overrides)
     if not any(o.split("=", 1)[0].lstrip("+~") == "method" for o in overrides):
         overrides = ["method=frugalgpt", *overrides]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

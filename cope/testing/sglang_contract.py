@@ -65,7 +65,7 @@ def _download(target: Path) -> None:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                    "--quiet", "--dest", tmp, f"sglang=={SGLANG_VERSION}"]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ContractUnavailable(f"pip download sglang=={SGLANG_VERSION}: {exc}") from None
         wheels = list(Path(tmp).glob("sglang-*.whl"))
@@ -75,9 +75,22 @@ def _download(target: Path) -> None:
         _extract(wheels[0], target)
 
 
-@functools.cache
+_FAILED: dict[bool, ContractUnavailable] = {}  # why it could not be had, asked once per process
+
+
 def load(download: bool = True) -> ModuleType:
     """SGLang's api_types module, downloading the pinned wheel once when it is not cached."""
+    if download in _FAILED:
+        raise _FAILED[download]
+    try:
+        return _load(download)
+    except ContractUnavailable as exc:
+        _FAILED[download] = exc
+        raise
+
+
+@functools.cache
+def _load(download: bool) -> ModuleType:
     try:
         import msgspec  # noqa: F401  the module's one dependency
     except ImportError:

@@ -61,8 +61,8 @@ def stub_answer(payload: dict[str, Any]) -> str:
     return f"Working it out step by step. Therefore, the final answer is: $\\boxed{{{digest % 4}}}$."
 
 
-REASONS = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
 def _free_port(host: str) -> int:
@@ -217,7 +217,8 @@ class StubServer:
         try:
             api = load()
         except ContractUnavailable as exc:
-            return 500, {"error": {"message": f"the stub cannot check SGLang's contract: {exc}"}}, False
+            # 501, which no client retries: the stub cannot answer /generate here at all
+            return 501, {"error": {"message": f"the stub cannot check SGLang's contract: {exc}"}}, False
         try:
             api.GenerateRequest.from_json_value(payload)
         except api.JsonContractError as exc:
