@@ -50,11 +50,6 @@ RESUMABLE_CHANGES = ("run_dir", "resume", "progress", "concurrency", "event_loop
                      "cache", "faults", "http", "backend.n_threads", "backend.verbose", "tracker")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def read_complete_lines(path: Path) -> list[dict[str, Any]]:
     """The records of a JSONL file that were written whole: a last line without its newline
     (a process killed mid-write) is dropped."""
@@ -214,6 +209,6 @@ class RunRecorder:
                 ordered = [line for _, line in sorted(zip(self._order, lines), key=lambda p: p[0])]
                 write_atomic(path, b"".join(line + b"\n" for line in ordered).decode("utf-8"))
             else:  # written to by someone else as well: sort what is there
-                rows = sorted(read_jsonl(path), key=lambda row: row["index"])
+                rows = sorted(read_complete_lines(path), key=lambda row: row["index"])
                 write_atomic(path, "".join(_line(row).decode("utf-8") for row in rows))
         write_atomic(self.run_dir / METRICS, json.dumps(redact(metrics), indent=2) + "\n")

@@ -24,7 +24,7 @@ from cope.config import refuse_renamed
 from cope.engine import scored_response
 from cope.errors import ConfigError, CopeError, unknown_name
 from cope.paths import CONFIG_DIR
-from cope.records import read_jsonl, write_atomic
+from cope.records import read_complete_lines, write_atomic
 from cope.runner import run
 from cope.tasks import create_task
 from cope.tasks.base import select
@@ -35,11 +35,11 @@ def training_examples(run_dir: Path, questions: dict[str, str], stage: str
     """(questions, responses, labels, ids) from a run's records: per problem, the stage's
     response behind its answer and whether the answer was right."""
     texts: dict[str, dict[int, str]] = defaultdict(dict)
-    for sample in read_jsonl(run_dir / "samples.jsonl"):
+    for sample in read_complete_lines(run_dir / "samples.jsonl"):
         if sample["stage"] == stage and sample["role"] == "executor":
             texts[sample["problem_id"]][sample["sample_index"]] = sample["text"]
     out: tuple[list, list, list, list] = ([], [], [], [])
-    for row in read_jsonl(run_dir / "problems.jsonl"):
+    for row in read_complete_lines(run_dir / "problems.jsonl"):
         record = next(s for s in row["stages"] if s["stage"] == stage)
         responses = [texts[row["id"]][i] for i in sorted(texts[row["id"]])]
         for column, value in zip(out, (questions[row["id"]], scored_response(

@@ -10,7 +10,12 @@ from typing import Any
 from cope.errors import DataError
 from cope.tasks.base import Problem
 from cope.tasks.code import CodeTask
-from cope.tasks.math_data import load_from_hub, read_jsonl, require, resolve_source
+from cope.tasks.data_files import (
+    load_from_hub,
+    read_data_lines,
+    require,
+    resolve_source,
+)
 
 # MBPP's splits by task id (Austin et al. 2021): 1-10 few-shot prompts, 11-510 test,
 # 511-600 validation, 601-974 train
@@ -30,7 +35,7 @@ def read_hidden_tests(path_text: str) -> dict[str, list[str]]:
         raise DataError(f"task.hidden_tests={path_text}: no such file (an MBPP-ET jsonl file "
                         "with task_id and test_list per line, or null to judge on MBPP's own tests).")
     tests = {}
-    for number, record in read_jsonl(path):
+    for number, record in read_data_lines(path):
         task_id = require(record, "task_id", path, number)
         test_list = require(record, "test_list", path, number)
         if not isinstance(test_list, list) or not all(isinstance(t, str) for t in test_list):
@@ -82,7 +87,7 @@ class MBPP(CodeTask):
                                      self.convert, self.filenames)
         else:
             problems = []
-            for number, record in read_jsonl(path):
+            for number, record in read_data_lines(path):
                 for key in ("task_id", "text", "code", "test_list"):
                     require(record, key, path, number)
                 if not any(str(t).strip() for t in record["test_list"]):
@@ -163,7 +168,7 @@ class HumanEval(CodeTask):
     def load(self) -> list[Problem]:
         path = self._path()
         problems = []
-        for number, record in read_jsonl(path):
+        for number, record in read_data_lines(path):
             for key in ("task_id", "prompt", "entry_point", "canonical_solution", "test"):
                 require(record, key, path, number)
             if not str(record["test"]).strip():

@@ -43,7 +43,7 @@ from cope.errors import DataError
 from cope.records import write_atomic
 from cope.sandbox import Sandbox, default_sandbox
 from cope.tasks.code_data import MBPP_SPLITS
-from cope.tasks.math_data import read_jsonl, require, resolve_source
+from cope.tasks.data_files import read_data_lines, require, resolve_source
 
 # a probe line starts with this, so that what the reference prints itself is ignored
 _PROBE = "@@derived-test@@"
@@ -353,7 +353,7 @@ def derive_file(source: str, out: Path, splits: tuple[str, ...] = ("test",), cou
     path = resolve_source(source, ("mbpp.jsonl",))  # a source is always given here
     ranges = [MBPP_SPLITS[split] for split in splits]
     records = []
-    for number, record in read_jsonl(path):
+    for number, record in read_data_lines(path):
         for key in ("task_id", "code", "test_list"):
             require(record, key, path, number)
         if any(low <= int(record["task_id"]) <= high for low, high in ranges):

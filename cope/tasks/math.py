@@ -20,7 +20,12 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from cope import sandbox
 from cope.generation import Message
 from cope.tasks.base import Plan, Problem, Task, Verdict
-from cope.tasks.program_of_thought import ProgramError, extract_program, printed_answer, run_program
+from cope.tasks.program_of_thought import (
+    ProgramError,
+    extract_program,
+    printed_answer,
+    run_program,
+)
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_ANSWER = re.compile(

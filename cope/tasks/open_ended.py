@@ -23,7 +23,7 @@ from cope.errors import ConfigError, DataError
 from cope.generation import Message
 from cope.generator import RetaggingGenerator
 from cope.tasks.base import Plan, Problem, Task, Verdict
-from cope.tasks.math_data import read_jsonl, require, resolve_source
+from cope.tasks.data_files import read_data_lines, require, resolve_source
 
 if TYPE_CHECKING:
     from cope.engine import CascadeMethod, ProblemResult
@@ -121,7 +121,7 @@ class MTBench(Task):
         path = self._questions_file()
         references = self._references(path)
         problems = []
-        for number, record in read_jsonl(path):
+        for number, record in read_data_lines(path):
             turns = require(record, "turns", path, number)
             if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
                 raise DataError(f"{path}:{number}: 'turns' must be a list of strings.")
@@ -146,7 +146,7 @@ class MTBench(Task):
             if path is None:
                 return {}
         out = {}
-        for number, record in read_jsonl(path):
+        for number, record in read_data_lines(path):
             choices = require(record, "choices", path, number)
             out[str(require(record, "question_id", path, number))] = list(choices[0]["turns"])
         return out
