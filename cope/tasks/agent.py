@@ -22,7 +22,7 @@ from cope.agent.games import GameSettings, game_metadata, generate_games, list_g
 from cope.errors import DataError
 from cope.generation import Message
 from cope.paths import cope_home
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
 
 GOAL_PLANNER = (
     "You are coaching a player of a text adventure game. In one sentence, state the goal of "
@@ -39,7 +39,6 @@ EXECUTOR = (
     "your response with a line of the form: Action: <command>"
 )
 ANSWER_FORMAT = "Reply with the next command on one line: Action: <a valid command>"
-PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 WON = "won"
 
 
@@ -75,7 +74,7 @@ class AgentTask(Task):
     def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
         user = problem.question
         if plans:
-            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            lines = render_plans(plans)
             user += f"\n\nA plan to follow:\n{lines}"
         # last, so that a model continuing the plan's wording still answers in the format
         user += f"\n\n{ANSWER_FORMAT}"

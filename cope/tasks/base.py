@@ -29,6 +29,14 @@ class Plan:
     slot: int = 0  # the planner's sample index
 
 
+PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
+
+
+def render_plans(plans: list[Plan]) -> str:
+    """Plans as an executor reads them: one labelled line each."""
+    return "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+
+
 @dataclass
 class Verdict:
     """What a stage's samples say: its answer, how confident it is, which samples back it."""

@@ -19,7 +19,7 @@ from functools import cached_property
 
 from cope.generation import Message
 from cope.sandbox import Sandbox, TestJob, default_sandbox
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -93,7 +93,6 @@ EXECUTOR = (
     "named and called exactly as in the problem, and the imports it needs. Do not add tests "
     "or example usage."
 )
-PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 
 
 class CodeTask(Task):
@@ -123,7 +122,7 @@ class CodeTask(Task):
     def execute_messages(self, problem: Problem, plans: list[Plan]) -> tuple[Message, ...]:
         user = f"Problem:\n{problem.question}"
         if plans:
-            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            lines = render_plans(plans)
             user += f"\n\nA plan to follow:\n{lines}"
         return (("system", EXECUTOR), ("user", user))
 

@@ -19,7 +19,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 
 from cope import sandbox
 from cope.generation import Message
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
 from cope.tasks.program_of_thought import (
     ProgramError,
     extract_program,
@@ -209,7 +209,6 @@ PROGRAM_EXECUTOR = (
     "the answer and print only the final number or expression, on the last line of its "
     "output. Return only the program, in one ```python code block."
 )
-PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 
 
 class MathTask(Task):
@@ -233,7 +232,7 @@ class MathTask(Task):
     def _problem_with_plans(problem: Problem, plans: list[Plan]) -> str:
         user = f"Problem:\n{problem.question}"
         if plans:
-            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            lines = render_plans(plans)
             user += f"\n\nA plan to follow:\n{lines}"
         return user
 

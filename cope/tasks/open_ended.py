@@ -22,7 +22,7 @@ from cope.engine import ProblemResult
 from cope.errors import ConfigError, DataError
 from cope.generation import Message
 from cope.generator import RetaggingGenerator
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
 from cope.tasks.data_files import read_data_lines, require, resolve_source
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ EXECUTOR = (
     "You are a helpful assistant. Answer the user's request accurately, clearly and to the "
     "point, following any instructions it gives about form and length."
 )
-PLAN_LABELS = {"goal": "Goal", "guideline": "Guideline"}
 QUESTION_FILES = ("mt_bench_questions.jsonl", "question.jsonl")
 REFERENCE_FILES = ("mt_bench_reference_gpt4.jsonl", "gpt-4.jsonl")
 # MT-Bench shows the judge a reference answer in these categories
@@ -171,7 +170,7 @@ class MTBench(Task):
             messages += [("user", question), ("assistant", answer)]
         user = problem.question
         if plans:
-            lines = "\n".join(f"{PLAN_LABELS.get(p.kind, p.kind)}: {p.text.strip()}" for p in plans)
+            lines = render_plans(plans)
             user += f"\n\nA plan to follow in your response:\n{lines}"
         messages.append(("user", user))
         return tuple(messages)
