@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from analysis.method_defaults import CONF_DIR, default_settings, variant_label, variant_of
-from cope.config import MethodConfig, pair_label
+from analysis.method_defaults import default_settings, variant_label, variant_of
+from cope.config import MethodConfig, pair_files, pair_label
 from cope.records import read_complete_lines
 
 # the method schema's defaults (cope.config.MethodConfig), which are COPE's
@@ -73,11 +73,8 @@ def _n_selected(config: dict[str, Any], metrics: dict[str, Any] | None) -> int |
 @functools.cache
 def _pair_confs() -> tuple[dict[str, Any], ...]:
     """conf/pair/*.yaml: name and roles of every pair."""
-    out = []
-    for path in sorted((CONF_DIR / "pair").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        out.append({"name": data.get("name", path.stem), "roles": data.get("roles") or {}})
-    return tuple(out)
+    return tuple({"name": data.get("name", stem), "roles": data.get("roles") or {}}
+                 for stem, data in pair_files().items())
 
 
 @functools.cache

@@ -179,7 +179,10 @@ class GenerationCache:
                 # found (the Generator does it): one member missing means the batch is decoded
                 # again, and its fresh outputs are the ones to keep
                 if row is not None and not request.batch:
-                    upgraded.append((key, request, Completion.from_json(fast_json.loads(row))))
+                    completion = Completion.from_json(fast_json.loads(row))
+                    upgraded.append((key, request, completion))
+                    results.append(completion)
+                    continue
             if row is None:
                 if self.mode == "readonly":
                     raise CacheMissError(

@@ -9,8 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from cope import paths
-from cope.config import register_configs, renamed_override
-from cope.errors import CopeError
+from cope.config import refuse_renamed, register_configs
+from cope.errors import ConfigError, CopeError
 from cope.runner import run, summary
 
 register_configs()
@@ -21,10 +21,11 @@ CONFIG_DIR = str(paths.CONFIG_DIR)
 
 def main() -> None:
     # before Hydra, whose parser refuses an old dotted alias with a lexer error
-    for argument in sys.argv[1:]:
-        if problem := renamed_override(argument):
-            print(f"error: {problem}", file=sys.stderr)
-            sys.exit(2)
+    try:
+        refuse_renamed(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     run_app()
 
 

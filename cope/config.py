@@ -6,6 +6,7 @@ extends it, so a misspelt key fails when the config is composed, not hours into 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -306,13 +307,19 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=CopeConfig)
 
 
+@functools.cache
+def pair_files() -> dict[str, dict[str, Any]]:
+    """conf/pair/*.yaml by file name, as written there (name, roles)."""
+    return {path.stem: yaml.safe_load(path.read_text()) or {}
+            for path in sorted((CONFIG_DIR / "pair").glob("*.yaml"))}
+
+
 def pair_label(pair: Any) -> str:
     """The pair's name, with the roles the command line gave other models than its
     conf/pair file: 'qwen-coder-cpu[large=gpt-4o-mini]'. What names a run's pair in its
     metrics, summary and tables."""
     name, roles = pair["name"], dict(pair["roles"] or {})
-    path = CONFIG_DIR / "pair" / f"{name}.yaml"
-    on_file = (yaml.safe_load(path.read_text()) or {}).get("roles") if path.is_file() else None
+    on_file = pair_files().get(name, {}).get("roles")
     if on_file is None or roles == on_file:
         return name
     changed = sorted((role, alias) for role, alias in roles.items() if on_file.get(role) != alias)

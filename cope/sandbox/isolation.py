@@ -92,18 +92,21 @@ def _reachable_by_others(path: str) -> bool:
     return True
 
 
-def _hidden_dirs() -> list[str]:
+@functools.cache
+def _hidden_dirs() -> tuple[str, ...]:
     """HIDDEN_DIRS as they are on this machine: a symbolic link (/home -> var/home on some
     systems) hides what it points to."""
-    return list(dict.fromkeys(os.path.realpath(d) for d in HIDDEN_DIRS if os.path.isdir(d)))
+    return tuple(dict.fromkeys(os.path.realpath(d) for d in HIDDEN_DIRS if os.path.isdir(d)))
 
 
-def _interpreter_dirs() -> list[str]:
+@functools.cache
+def _interpreter_dirs() -> tuple[str, ...]:
     """Directories the interpreter needs that live under a hidden directory."""
     needed = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}
     needed.add(str(Path(_python()).parent.parent))
-    return [path for path in sorted(needed) if os.path.isdir(path)
-            and any(path == d or path.startswith(d + "/") for d in _hidden_dirs())]
+    hidden = _hidden_dirs()
+    return tuple(path for path in sorted(needed) if os.path.isdir(path)
+                 and any(path == d or path.startswith(d + "/") for d in hidden))
 
 
 def bwrap_command(python: str, slot: int | None, tmpfs_bytes: int) -> list[str]:

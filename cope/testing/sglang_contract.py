@@ -13,7 +13,6 @@ from a copy of the schema.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import importlib.util
 import os
@@ -24,19 +23,14 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
+from cope.paths import machine_cache
+
 SGLANG_VERSION = "0.5.23"
 MODULE = "sglang/api/v1/api_types.py"
 
 
 class ContractUnavailable(RuntimeError):
     """The contract module is neither cached nor downloadable here (offline, no msgspec)."""
-
-
-def contracts_dir() -> Path:
-    """COPE_CONTRACTS_DIR, else $XDG_CACHE_HOME/cope/contracts: shared by every COPE_HOME."""
-    if path := os.environ.get("COPE_CONTRACTS_DIR"):
-        return Path(path).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cope" / "contracts"
 
 
 def _recorded_digest(wheel: zipfile.ZipFile, member: str) -> str:
@@ -75,31 +69,29 @@ def _download(target: Path) -> None:
         _extract(wheels[0], target)
 
 
-_FAILED: dict[bool, ContractUnavailable] = {}  # why it could not be had, asked once per process
+_LOADED: list = []  # the module, or why it cannot be had: asked once per process
 
 
-def load(download: bool = True) -> ModuleType:
+def load() -> ModuleType:
     """SGLang's api_types module, downloading the pinned wheel once when it is not cached."""
-    if download in _FAILED:
-        raise _FAILED[download]
-    try:
-        return _load(download)
-    except ContractUnavailable as exc:
-        _FAILED[download] = exc
-        raise
+    if not _LOADED:
+        try:
+            _LOADED.append(_load())
+        except ContractUnavailable as exc:
+            _LOADED.append(exc)
+    if isinstance(_LOADED[0], ContractUnavailable):
+        raise _LOADED[0]
+    return _LOADED[0]
 
 
-@functools.cache
-def _load(download: bool) -> ModuleType:
+def _load() -> ModuleType:
     try:
         import msgspec  # noqa: F401  the module's one dependency
     except ImportError:
         raise ContractUnavailable("SGLang's contract module needs msgspec "
                                   "(pip install msgspec, part of cope[test])") from None
-    target = contracts_dir() / f"sglang-{SGLANG_VERSION}" / MODULE
+    target = machine_cache("contracts", "COPE_CONTRACTS_DIR") / f"sglang-{SGLANG_VERSION}" / MODULE
     if not target.is_file():
-        if not download:
-            raise ContractUnavailable(f"{target} is not cached")
         _download(target)
     spec = importlib.util.spec_from_file_location(f"sglang_{SGLANG_VERSION.replace('.', '_')}"
                                                   "_api_types", target)

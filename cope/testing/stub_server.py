@@ -41,7 +41,9 @@ from typing import Any
 
 from packaging.version import Version
 
-from cope.backends.sglang_native import MIN_VERSION  # the first SGLang with sampling_seed
+from cope.backends.sglang_native import (
+    MIN_VERSION,  # the first SGLang with sampling_seed
+)
 from cope.event_loop import loop_factory
 from cope.testing.sglang_contract import SGLANG_VERSION, ContractUnavailable, load
 
@@ -93,6 +95,7 @@ class StubServer:
         self.counts: Counter[str] = Counter()
         self.authorizations: set[str] = set()  # Authorization headers seen
         self.sglang_version = sglang_version
+        self.knows_seeds = Version(sglang_version) >= Version(MIN_VERSION)
         self.deterministic = deterministic
         self.health_warmup = health_warmup
         self.null_logprob = null_logprob
@@ -202,8 +205,7 @@ class StubServer:
         }
 
     def server_info(self, route: str) -> tuple[int, Any, bool]:
-        old = Version(self.sglang_version) < Version(MIN_VERSION)
-        if route == "/server_info" and old:
+        if route == "/server_info" and not self.knows_seeds:
             return 404, {"detail": "Not Found"}, False
         # the resolved server arguments, flat, with the version and the scheduler's state
         return 200, {"model_path": "stub", "served_model_name": "stub", "tokenizer_path": "stub",
@@ -225,7 +227,7 @@ class StubServer:
             return 400, {"error": str(exc)}, False
         params = payload.get("sampling_params") or {}
         seeded = any("sampling_seed" in p for p in (params if isinstance(params, list) else [params]))
-        if seeded and Version(self.sglang_version) < Version(MIN_VERSION):
+        if seeded and not self.knows_seeds:
             return 500, {"error": {"message": "SamplingParams.__init__() got an unexpected "
                                               "keyword argument 'sampling_seed'"}}, False
         return None
