@@ -50,6 +50,23 @@ def completion_text(completion: Completion) -> str:
     return json.dumps(completion.to_json(), ensure_ascii=False)  # keeps -Infinity as it is
 
 
+def enable_wal(db: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """Switch the file to WAL journaling. When two processes open a new file at once, SQLite
+    answers the second switch with "database is locked" at once, without waiting for its busy
+    timeout, so the switch is tried again until the first one is done."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 class GenerationCache:
     """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), off."""
 
@@ -89,8 +106,7 @@ class GenerationCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
         if mode == "readwrite":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            enable_wal(self._db)
             self._db.execute(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:

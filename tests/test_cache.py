@@ -89,6 +89,35 @@ def test_several_processes_share_one_cache(tmp_path):
     assert cache.get(request(index=7, model="worker3")).text == "own 3 7"
 
 
+
+def _open_when_released(path, barrier, results):
+    barrier.wait()
+    try:
+        cache = GenerationCache(path)
+        cache.put(request(), Completion("t", 1, 1))
+        cache.close()
+        results.put(None)
+    except Exception as exc:  # reported to the test, which names it
+        results.put(repr(exc))
+
+
+def test_processes_that_create_one_cache_at_once_all_open_it(tmp_path):
+    """The cells of a parallel sweep open a new cache file at the same moment; SQLite refuses
+    a concurrent switch to WAL at once (without its busy timeout), and no cell may fail on it."""
+    ctx = mp.get_context("spawn")
+    errors = []
+    for trial in range(8):
+        path = str(tmp_path / f"new{trial}.sqlite")
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        workers = [ctx.Process(target=_open_when_released, args=(path, barrier, results))
+                   for _ in range(3)]
+        for w in workers:
+            w.start()
+        errors += [e for e in (results.get(timeout=120) for _ in workers) if e]
+        for w in workers:
+            w.join(timeout=60)
+    assert errors == []
+
 def test_many_at_once_in_one_lookup_and_one_transaction(tmp_path):
     cache = GenerationCache(tmp_path / "c.sqlite")
     requests = [request(index=i) for i in range(5)]
