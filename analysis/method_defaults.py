@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from enum import Enum
 from typing import Any
 
 import yaml
@@ -39,7 +40,8 @@ def _schema_defaults(schema) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(schema):
         if f.default is not dataclasses.MISSING and f.default is not MISSING:
-            out[f.name] = f.default
+            # closed sets are StrEnums: their plain value, as a run's config.yaml has it
+            out[f.name] = str(f.default) if isinstance(f.default, Enum) else f.default
         elif f.default_factory is not dataclasses.MISSING:
             value = f.default_factory()
             out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Optional
 
 import yaml
@@ -15,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cope.backends import BACKENDS
+from cope.confidence import rule_for, rule_names
 from cope.errors import ConfigError, unknown_name
 from cope.event_loop import EVENT_LOOPS
 from cope.paths import CONFIG_DIR
@@ -22,18 +24,40 @@ from cope.sandbox.isolation import CHOICES as ISOLATIONS
 from cope.tasks import task_class
 from cope.trackers import TRACKERS
 
-PLAN_TYPES = ("goal", "guideline", "both", "none", "carry")
-# executor styles: the task's own prompt (chain of thought), a program that prints the answer
-# (program of thought), or both alternating (MoT: even samples CoT, odd samples PoT)
-STYLES = ("cot", "pot", "mixed")
-# how a stage's confidence is computed: the top answer's share of the samples; whether the CoT
-# and PoT majorities agree (1 or 0); a trained scorer's probability that the answer is right;
-# the lowest perplexity among open-ended candidates (cope/perplexity.py)
-CONFIDENCE_RULES = ("consensus", "agreement", "scorer", "perplexity")
+
+class PlanType(StrEnum):
+    """What a stage's planner writes: a goal, a guideline, both; no plan; or the plan the
+    previous stage passed on (carry)."""
+
+    goal = "goal"
+    guideline = "guideline"
+    both = "both"
+    none = "none"
+    carry = "carry"
+
+
+class Style(StrEnum):
+    """Executor styles: the task's own prompt (chain of thought), a program that prints the
+    answer (program of thought), or both alternating (MoT: even samples CoT, odd PoT)."""
+
+    cot = "cot"
+    pot = "pot"
+    mixed = "mixed"
+
+
+class ThresholdOp(StrEnum):
+    gt = "gt"  # confidence > threshold
+    ge = "ge"  # confidence >= threshold
+
+
+class CacheMode(StrEnum):
+    readwrite = "readwrite"  # look up, store misses
+    readonly = "readonly"  # replay: a miss is an error
+    off = "off"
+
+
 # backends that report per-token logprobs (confidence=perplexity needs them)
 LOGPROB_BACKENDS = ("llamacpp", "openai", "sglang", "transformers")
-THRESHOLD_OPS = ("gt", "ge")  # confidence > threshold, confidence >= threshold
-CACHE_MODES = ("readwrite", "readonly", "off")
 
 
 # Aliases and price names are keys of `models` and `prices`; Hydra reads a dot in an override's
@@ -75,7 +99,7 @@ def renamed_override(argument: str) -> str:
 @dataclass
 class StageConfig:
     planner: Optional[str] = None  # a role of the pair (small, large, ...) or null
-    plan: str = "none"  # goal | guideline | both | none | carry
+    plan: PlanType = PlanType.none
     plan_per_sample: bool = True  # n plans, one per execution; false: one plan shared by all
     keep_previous_plan: bool = False  # also show the plan passed on by the previous stage
     executor: str = "small"
@@ -85,8 +109,8 @@ class StageConfig:
     threshold: Optional[float] = None  # null: the stage always answers
     plan_max_tokens: int = 64
     max_tokens: int = 512
-    style: str = "cot"  # cot | pot | mixed
-    confidence: str = "consensus"  # consensus | agreement | scorer | perplexity
+    style: Style = Style.cot
+    confidence: str = "consensus"  # a rule of cope.confidence.RULES
     # confidence=perplexity: the stage answers when its lowest candidate perplexity,
     # exp(mean negative log-likelihood per token), is at most this; null: always answers
     max_perplexity: Optional[float] = None
@@ -103,7 +127,7 @@ class MethodConfig:
     # perplexity thresholds of COPE's stages 1 and 2 when the task's confidence is perplexity
     max_perplexity1: Optional[float] = None
     max_perplexity2: Optional[float] = None
-    threshold_op: str = "gt"  # gt: >, ge: >= (the paper says "exceeds" without pinning it)
+    threshold_op: ThresholdOp = ThresholdOp.gt  # the paper says "exceeds" without pinning it
     max_tokens: int = 512  # executor budget, shared by the stages that interpolate it
     plan_max_tokens: int = 64  # planner budget: a goal is one sentence, a guideline two
     stages: dict[str, StageConfig] = field(default_factory=dict)
@@ -238,7 +262,7 @@ class HttpConfig:
 
 @dataclass
 class CacheConfig:
-    mode: str = "readwrite"
+    mode: CacheMode = CacheMode.readwrite
     path: Optional[str] = None  # null: $COPE_HOME/generations.sqlite
     # a directory on a filesystem several machines share: generations made on one machine
     # reach the others (cope/cache_shared.py); cache.path should then be on a local disk
@@ -393,10 +417,8 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
             HydraConfig.get()
         except ValueError:
             raise ConfigError("resume=true needs the run_dir of the run to continue.") from None
-    if cfg.cache.mode not in CACHE_MODES:
-        raise ConfigError(f"cache.mode='{cfg.cache.mode}': choose one of {', '.join(CACHE_MODES)}.")
-    _validate_method(cfg.method, cfg.pair.roles)
-    _validate_open_ended(cfg, task)
+    _validate_method(cfg.method, cfg.pair.roles, task)
+    _validate_logprobs(cfg, task)
     for role in used_roles(cfg.method):
         alias = cfg.pair.roles[role]
         if alias not in cfg.models:
@@ -434,11 +456,7 @@ def _validate_agent(agent: Any) -> None:
         raise ConfigError(f"task.agent.history={agent.history}: must be 0 or more.")
 
 
-def _validate_method(method: Any, roles: Any) -> None:
-    if method.threshold_op not in THRESHOLD_OPS:
-        raise ConfigError(
-            f"method.threshold_op='{method.threshold_op}': choose gt (>) or ge (>=)."
-        )
+def _validate_method(method: Any, roles: Any, task: Any) -> None:
     if len(method.order) == 0:
         raise ConfigError("method.order is empty: a method needs at least one stage.")
     if len(set(method.order)) != len(method.order):
@@ -452,8 +470,6 @@ def _validate_method(method: Any, roles: Any) -> None:
         where = f"method.stages.{name}"
         if stage.votes < 1:
             raise ConfigError(f"{where}.votes={stage.votes}: a stage needs at least 1 sample.")
-        if stage.plan not in PLAN_TYPES:
-            raise ConfigError(f"{where}.plan='{stage.plan}': choose one of {', '.join(PLAN_TYPES)}.")
         if stage.plan in ("goal", "guideline", "both") and stage.planner is None:
             raise ConfigError(f"{where}: plan '{stage.plan}' needs a planner (e.g. planner=small).")
         if (stage.threshold is not None and stage.confidence != "perplexity"
@@ -466,7 +482,7 @@ def _validate_method(method: Any, roles: Any) -> None:
                 raise ConfigError(f"{where}.{temp_name} cannot be negative.")
         if stage.max_tokens < 1 or stage.plan_max_tokens < 1:
             raise ConfigError(f"{where}: max_tokens and plan_max_tokens must be at least 1.")
-        _validate_confidence(stage, where)
+        validate_stage_rule(stage, where, task)
         for field_name in ("planner", "executor"):
             role = getattr(stage, field_name)
             if role is not None and role not in roles:
@@ -477,59 +493,39 @@ def _validate_method(method: Any, roles: Any) -> None:
                 )
 
 
-def _validate_confidence(stage: Any, where: str) -> None:
-    if stage.style not in STYLES:
-        raise ConfigError(f"{where}.style='{stage.style}': choose one of {', '.join(STYLES)}.")
-    if stage.confidence not in CONFIDENCE_RULES:
+def validate_stage_rule(stage: Any, where: str, task: Any) -> None:
+    """A stage's style and confidence rule, for a task of class `task` (also checked by the
+    engine, which may be built without a config)."""
+    if stage.confidence not in rule_names():
         raise ConfigError(f"{where}.confidence='{stage.confidence}': choose one of "
-                          f"{', '.join(CONFIDENCE_RULES)}.")
+                          f"{', '.join(rule_names())}.")
     if stage.style == "mixed" and stage.votes < 2:
         raise ConfigError(f"{where}: style=mixed alternates CoT and PoT samples and needs "
                           f"votes >= 2 (has {stage.votes}).")
-    if stage.confidence == "agreement" and stage.style != "mixed":
-        raise ConfigError(f"{where}: confidence=agreement compares the CoT and PoT majorities; "
-                          "set style=mixed.")
-    if stage.confidence == "scorer":
-        if not stage.scorer:
-            raise ConfigError(f"{where}: confidence=scorer needs {where}.scorer, a scorer file "
-                              "(python -m cope.baselines.frugalgpt train writes one).")
-        if stage.style != "cot":
-            raise ConfigError(f"{where}: confidence=scorer scores written answers; set style=cot.")
     if stage.program_timeout_s <= 0:
         raise ConfigError(f"{where}.program_timeout_s={stage.program_timeout_s}: must be > 0.")
-    limit = getattr(stage, "max_perplexity", None)
-    if stage.confidence == "perplexity":
-        if stage.style != "cot":
-            raise ConfigError(f"{where}: confidence=perplexity scores written answers; set "
-                              "style=cot.")
-        if limit is not None and limit < 1:
-            raise ConfigError(
-                f"{where}.max_perplexity={limit}: a perplexity, exp(mean negative log-likelihood "
-                "per token), is at least 1, so this stage would never answer. Use a value above "
-                "1 (e.g. 2.0), or null to always answer.")
+    rule_for(stage.confidence, task).check(stage, where, task)
+    if stage.style not in task.styles:
+        raise ConfigError(f"{where}.style={stage.style}: task '{task.name}' offers "
+                          f"{', '.join(task.styles)}.")
 
 
-def _validate_open_ended(cfg: Any, task_class: Any) -> None:
-    """Open-ended answers cannot be voted on; a perplexity stage needs its executor's backend
-    to report logprobs."""
+def _validate_logprobs(cfg: Any, task: Any) -> None:
+    """A rule that reads per-token logprobs (perplexity) needs its executor's backend to
+    report them."""
     for name in cfg.method.order:
         stage = cfg.method.stages[name]
-        if (stage.confidence in ("consensus", "agreement") and stage.votes > 1
-                and not getattr(task_class, "votable", True)):
-            raise ConfigError(
-                f"method.stages.{name}: task '{cfg.task.name}' has open-ended answers, which "
-                f"cannot be voted on ({stage.votes} votes, confidence={stage.confidence}). Use "
-                "confidence=perplexity, or votes=1.")
-        if stage.confidence != "perplexity":
+        if not rule_for(stage.confidence, task).wants_logprobs:
             continue
         alias = cfg.pair.roles.get(stage.executor)
         model = cfg.models.get(alias) if alias is not None else None
         if model is not None and model.backend not in LOGPROB_BACKENDS:
             raise ConfigError(
-                f"method.stages.{name}: confidence=perplexity needs per-token logprobs, but its "
-                f"executor '{alias}' runs on backend '{model.backend}', which reports none. Use "
-                f"one of {', '.join(LOGPROB_BACKENDS)}, or another confidence rule.")
+                f"method.stages.{name}: confidence={stage.confidence} needs per-token logprobs, "
+                f"but its executor '{alias}' runs on backend '{model.backend}', which reports "
+                f"none. Use one of {', '.join(LOGPROB_BACKENDS)}, or another confidence rule.")
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False,  # type: ignore[return-value]
+                                  enum_to_str=True)

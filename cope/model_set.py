@@ -69,7 +69,11 @@ class ModelSet:
             backends[model_cfg.backend] = create_backend(model_cfg.backend, self.cfg)
             self.owned.append(backends[model_cfg.backend])
         backend = backends[model_cfg.backend]
-        identity = backend.add_model(alias, model_cfg)
+        identity = None
+        if self.cfg.cache.mode == "readonly":  # every generation comes from the cache
+            identity = backend.replay_identity(alias, model_cfg)
+        if identity is None:
+            identity = backend.add_model(alias, model_cfg)
         self.bindings[alias] = ModelBinding(alias, identity, backend,
                                             settings_digest(self.cfg.models[alias], self.cfg))
         facts = backend.server_facts(identity)

@@ -27,7 +27,7 @@ from cope.budget import Budget, BudgetExceeded
 from cope.cache import GenerationCache
 from cope.config import pair_label, to_container, used_roles, validate
 from cope.cost import CostLedger, PriceBook, per_million_problems
-from cope.engine import CascadeMethod, ProblemResult, StageSpec
+from cope.engine import CascadeMethod, ProblemResult, Stage
 from cope.errors import BackendUnavailable
 from cope.event_loop import run as run_on_loop
 from cope.generation import Generation, SampleTag
@@ -150,7 +150,7 @@ class Run:
         self.generator = Generator(bindings, self.cache, on_sample=self._record_sample,
                                    budget=self.budget,
                                    max_consecutive_failures=cfg.faults.max_consecutive_failures)
-        stages = [StageSpec.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
+        stages = [Stage.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
                                     seed=cfg.seed, threshold_op=cfg.method.threshold_op,
                                     scorers=scorers)

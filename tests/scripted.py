@@ -6,7 +6,7 @@ import asyncio
 
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
-from cope.engine import CascadeMethod, StageSpec
+from cope.engine import CascadeMethod, Stage
 from cope.generator import Generator, ModelBinding
 from cope.tasks.base import Problem
 from cope.tasks.math import EXECUTOR, GOAL_PLANNER, GUIDELINE_PLANNER, MathTask
@@ -51,7 +51,7 @@ def cope_responder(s1=None, s2=None, s3="9"):
 def cope_stages(*overrides, order=None):
     cfg = compose_config(list(overrides))
     names = order or list(cfg.method.order)
-    return [StageSpec.from_config(name, cfg.method.stages[name]) for name in names]
+    return [Stage.from_config(name, cfg.method.stages[name]) for name in names]
 
 
 def build(stages, responder, threshold_op="gt", seed=0, cache=None):

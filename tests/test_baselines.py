@@ -8,7 +8,7 @@ import pytest
 
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
-from cope.engine import CascadeMethod, StageSpec
+from cope.engine import CascadeMethod, Stage
 from cope.errors import ConfigError
 from cope.generator import Generator, ModelBinding, RetaggingGenerator
 from cope.runner import run
@@ -46,7 +46,7 @@ def responder(cot=(), pot=(), large="9", tiers=None):
 
 def stages_of(*overrides):
     cfg = compose_config(list(overrides))
-    return [StageSpec.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
+    return [Stage.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
 
 
 def build(stages, respond, roles=("small", "large"), scorers=None, cache=None, task=None):
@@ -247,7 +247,7 @@ def test_a_task_without_program_of_thought_refuses_pot_stages():
         def load(self):
             return [PROBLEM]
 
-        plan_messages = execute_messages = aggregate = is_correct = None
+        plan_messages = execute_messages = extract = is_correct = None
 
     with pytest.raises(ConfigError, match="offers cot"):
         build(stages_of("method=mot_vote"), responder(), task=CotOnly(None))

@@ -7,16 +7,17 @@ import random
 from types import SimpleNamespace
 
 import pytest
+from conftest import compose_config
 
 from cope.backends.scripted import ScriptedBackend
+from cope.confidence import passes
+from cope.confidence.test_filter import filter_by_tests
 from cope.errors import ConfigError, DataError
 from cope.runner import run
 from cope.tasks import create_task
 from cope.tasks.base import Problem
 from cope.tasks.code import EXECUTOR, GOAL_PLANNER, GUIDELINE_PLANNER, extract_code
 from cope.tasks.code_data import MBPP
-
-from conftest import compose_config
 
 RIGHT = "def add(a, b):\n    return a + b"
 ALSO_RIGHT = "def add(a, b):\n    return sum((a, b))"
@@ -84,35 +85,33 @@ def test_a_stage_answers_with_a_passing_candidate_chosen_by_the_rng():
     texts = [fenced(WRONG), fenced(RIGHT), "no code here", fenced(ALSO_RIGHT)]
     chosen = set()
     for seed in range(12):
-        verdict = task.aggregate(problem(), texts, random.Random(seed))
+        verdict = filter_by_tests(task, problem(), texts, random.Random(seed))
         assert verdict.confidence == 1.0 and verdict.support == [1, 3]
         assert verdict.answers == [WRONG, RIGHT, None, ALSO_RIGHT]
         chosen.add(verdict.answer)
     assert chosen == {RIGHT, ALSO_RIGHT}
-    first = task.aggregate(problem(), texts, random.Random(5)).answer
-    assert task.aggregate(problem(), texts, random.Random(5)).answer == first  # seeded
+    first = filter_by_tests(task, problem(), texts, random.Random(5)).answer
+    assert filter_by_tests(task, problem(), texts, random.Random(5)).answer == first  # seeded
 
 
 def test_a_stage_escalates_when_no_candidate_passes():
     task = mbpp_task()
-    verdict = task.aggregate(problem(), [fenced(WRONG), "nothing", fenced(WRONG)], random.Random(0))
+    verdict = filter_by_tests(task, problem(), [fenced(WRONG), "nothing", fenced(WRONG)], random.Random(0))
     assert verdict.confidence == 0.0 and verdict.support == []
     assert verdict.answer == WRONG  # the last stage still answers with a candidate
-    empty = task.aggregate(problem(), ["nothing", "still nothing"], random.Random(0))
+    empty = filter_by_tests(task, problem(), ["nothing", "still nothing"], random.Random(0))
     assert empty.answer is None and empty.confidence == 0.0
 
 
 def test_the_escalation_passes_no_threshold():
-    from cope.engine import passes
-
-    verdict = mbpp_task().aggregate(problem(), [fenced(WRONG)], random.Random(0))
+    verdict = filter_by_tests(mbpp_task(), problem(), [fenced(WRONG)], random.Random(0))
     assert not any(passes(verdict.confidence, tau, op) for tau in (0.01, 0.5, 0.75, 1.0)
                    for op in ("gt", "ge"))
 
 
 def test_visible_tests_filter_and_hidden_tests_judge():
     task = mbpp_task()
-    verdict = task.aggregate(problem(), [fenced(ONLY_VISIBLE)], random.Random(0))
+    verdict = filter_by_tests(task, problem(), [fenced(ONLY_VISIBLE)], random.Random(0))
     assert verdict.confidence == 1.0  # it passes the visible test ...
     assert not task.is_correct(problem(), verdict.answer)  # ... but not the hidden ones
     assert task.is_correct(problem(), RIGHT)

@@ -88,7 +88,6 @@ def test_abc_needs_a_pair_with_a_tiny_role():
 @pytest.mark.parametrize("overrides, message", [
     (["method=mot_vote", "method.votes=1"], "needs votes >= 2"),
     (["method=mot_verify", "method.stages.mot.style=cot"], "set style=mixed"),
-    (["method=mot_vote", "method.stages.mot.style=poem"], "style='poem'"),
     (["method=mot_vote", "method.stages.mot.confidence=vibes"], "confidence='vibes'"),
     (["method=frugalgpt", "method.stages.small.scorer=null"], "needs method.stages.small.scorer"),
     (["method=frugalgpt", "method.stages.small.style=pot"], "set style=cot"),

@@ -12,11 +12,11 @@ import random
 import pytest
 
 from analysis.runs import load_run, run_summary
-from cope import perplexity as ppl
+from cope.confidence import perplexity as ppl
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
 from cope.config import validate
-from cope.engine import CascadeMethod, StageSpec
+from cope.engine import CascadeMethod, Stage
 from cope.errors import BackendError, ConfigError
 from cope.generator import Generator, ModelBinding
 from cope.judge import combine, judge_messages, judge_runs, outcome, parse_verdict, tally
@@ -78,7 +78,7 @@ def build_chat(s1, s2, s3=1.3, limits=(1.5, 1.5), votes=3):
     cfg = compose_config(["task=mt_bench", f"method.votes={votes}",
                           f"method.max_perplexity1={limits[0]}",
                           f"method.max_perplexity2={limits[1]}"])
-    stages = [StageSpec.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
+    stages = [Stage.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
     respond, logprobs = scripted_chat(s1, s2, s3)
     backend = ScriptedBackend(respond, logprobs=logprobs)
     generator = Generator({a: ModelBinding(a, a, backend) for a in ("small", "large")},
@@ -287,7 +287,7 @@ def test_cope_on_mt_bench_uses_perplexity_stages():
 
 @pytest.mark.parametrize("overrides, message", [
     (["method.max_perplexity1=0.9"], "at least 1"),
-    (["method.stages.s1.style=mixed"], "confidence=perplexity scores written answers"),
+    (["method.stages.s1.style=mixed"], "confidence=perplexity reads cot samples"),
     (["backend.name=scripted"], "reports none"),
     (["task.confidence=vote"], "task.confidence='vote'"),
 ])
@@ -300,7 +300,7 @@ def test_open_ended_answers_cannot_be_voted_on():
     cfg = compose_config(["task=mt_bench", "method=small_majority"])
     with pytest.raises(ConfigError, match="cannot be voted on"):
         validate(cfg)
-    stages = [StageSpec.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
+    stages = [Stage.from_config(n, cfg.method.stages[n]) for n in cfg.method.order]
     generator = Generator({}, GenerationCache(None, "off"))
     with pytest.raises(ConfigError, match="cannot be voted on"):
         CascadeMethod("m", stages, {"small": "small"}, MTBench(cfg.task), generator)

@@ -28,6 +28,12 @@ class Backend(ABC):
         """Make a model alias servable and return its identity (part of every cache key).
         Called before the first generation, so a missing model fails early."""
 
+    def replay_identity(self, alias: str, model_cfg) -> str | None:
+        """The identity `add_model` gives, found without loading the model or calling
+        anything (a replay from the cache, cache.mode=readonly, then needs no weights); None
+        when it cannot be found so, and the model is set up as for a run."""
+        return None
+
     @abstractmethod
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None

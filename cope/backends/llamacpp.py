@@ -26,7 +26,7 @@ from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in
 from cope.backends.deadline import Deadline
 from cope.errors import BackendError, ConfigError
 from cope.generation import BackendRequest, Completion, messages_to_dicts
-from cope.models.packaged import resolve_model_file
+from cope.models.packaged import model_sha256, resolve_model_file
 
 
 def _import_llama():
@@ -90,14 +90,21 @@ class LlamaCppBackend(Backend):
         # set by stop(): decoding in progress ends at its next token
         self._stopping = threading.Event()
 
-    def add_model(self, alias: str, model_cfg) -> str:
-        path, sha256 = resolve_model_file(alias, model_cfg)
+    def _identity(self, model_cfg, sha256: str) -> str:
         identity = f"{model_cfg.identity}@gguf-sha256:{sha256}"
         # both change outputs in the last bits: keep their samples apart in the cache
         if self.cfg.batch_size > 1:
             identity += "+batched"
         elif self.cfg.reuse_prefix:
             identity += "+prefix-reuse"
+        return identity
+
+    def replay_identity(self, alias: str, model_cfg) -> str:
+        return self._identity(model_cfg, model_sha256(alias, model_cfg))
+
+    def add_model(self, alias: str, model_cfg) -> str:
+        path, sha256 = resolve_model_file(alias, model_cfg)
+        identity = self._identity(model_cfg, sha256)
         if identity not in self._models:
             Llama = _import_llama()
             threads = self.cfg.n_threads or os.cpu_count()  # llama-cpp-python's default is half
@@ -113,7 +120,9 @@ class LlamaCppBackend(Backend):
                 llm.chat_format = "chat_template.default"  # the GGUF's own template, never a guess
             self._models[identity] = llm
             if self.cfg.batch_size > 1:
-                from cope.backends.llamacpp_batch import BatchDecoder  # needs llama_cpp: lazy
+                from cope.backends.llamacpp_batch import (
+                    BatchDecoder,  # needs llama_cpp: lazy
+                )
 
                 self._decoders[identity] = BatchDecoder(
                     llm, self.cfg.batch_size, self.cfg.batch_n_ctx // self.cfg.batch_size,
@@ -193,7 +202,11 @@ class LlamaCppBackend(Backend):
     def _complete_batch(self, requests: list[BackendRequest]) -> list[Completion]:
         """Requests for one model, decoded together (see llamacpp_batch)."""
         # needs llama_cpp, imported once a model is loaded (see _import_llama)
-        from cope.backends.llamacpp_batch import SequenceParams, chat_prompt_tokens, detokenize
+        from cope.backends.llamacpp_batch import (
+            SequenceParams,
+            chat_prompt_tokens,
+            detokenize,
+        )
 
         identity = requests[0].model_identity
         llm, decoder = self._models[identity], self._decoders[identity]

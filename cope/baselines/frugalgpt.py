@@ -20,8 +20,8 @@ from omegaconf import open_dict
 
 from cope.baselines.encoder import SentenceEncoder
 from cope.baselines.frugal_scorer import fit, scorer_path
+from cope.confidence import scored_response
 from cope.config import refuse_renamed
-from cope.engine import scored_response
 from cope.errors import ConfigError, CopeError, unknown_name
 from cope.paths import CONFIG_DIR
 from cope.records import read_complete_lines, write_atomic

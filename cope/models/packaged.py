@@ -216,13 +216,28 @@ def file_sha256(path: Path) -> str:
 def resolve_model_file(alias: str, model_cfg) -> tuple[Path, str]:
     """The GGUF file of a model alias and its sha256."""
     if model_cfg.packaged:
-        path = ensure_packaged_model(model_cfg.packaged)
-        return path, PACKAGED_MODELS[model_cfg.packaged].sha256
+        return ensure_packaged_model(model_cfg.packaged), PACKAGED_MODELS[model_cfg.packaged].sha256
+    path = _own_file(alias, model_cfg)
+    return path, file_sha256(path)
+
+
+def model_sha256(alias: str, model_cfg) -> str:
+    """The sha256 of a model alias's GGUF file; a packaged model's is known without its file
+    (a replay from the cache needs no weights)."""
+    if model_cfg.packaged:
+        if model_cfg.packaged not in PACKAGED_MODELS:
+            raise ModelFileError(unknown_name("packaged model", model_cfg.packaged,
+                                              PACKAGED_MODELS))
+        return PACKAGED_MODELS[model_cfg.packaged].sha256
+    return file_sha256(_own_file(alias, model_cfg))
+
+
+def _own_file(alias: str, model_cfg) -> Path:
     if model_cfg.path:
         path = Path(model_cfg.path).expanduser()
         if not path.is_file():
             raise ModelFileError(f"models.{alias}.path: no GGUF file at {path}.")
-        return path, file_sha256(path)
+        return path
     raise ConfigError(
         f"Model '{alias}' has neither `packaged` nor `path`, so llama.cpp cannot load it. "
         f"Set models.{alias}.packaged to one of {', '.join(PACKAGED_MODELS)} or "

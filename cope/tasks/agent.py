@@ -80,10 +80,12 @@ class AgentTask(Task):
         user += f"\n\n{ANSWER_FORMAT}"
         return (("system", EXECUTOR), ("user", user))
 
-    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
-                  ) -> Verdict:
-        admissible = problem.meta.get("admissible")
-        return actions.vote([actions.choose_command(text, admissible) for text in texts], rng)
+    def extract(self, problem: Problem, text: str) -> str | None:
+        return actions.choose_command(text, problem.meta.get("admissible"))
+
+    def vote(self, problem: Problem, answers: list[str | None],
+             rng: random.Random | None = None) -> Verdict:
+        return actions.vote(answers, rng)
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         return answer == WON

@@ -1,4 +1,8 @@
-"""The task contract: problems, prompts, answer extraction, stage confidence and scoring."""
+"""The task contract: a dataset, its prompts, answer extraction and a judge.
+
+How a stage's answers become its confidence is a rule of cope.confidence; a task says how
+its answers compare (`vote`) and which rule `consensus` means for it (`own_rule`).
+"""
 
 from __future__ import annotations
 
@@ -59,6 +63,8 @@ class Task(ABC):
     # whether samples give answers that can be voted on (consensus, agreement); open-ended
     # responses cannot, and their stages use confidence=perplexity (or a single sample)
     votable: bool = True
+    # the confidence rule that `consensus` names for this task (cope.confidence.RULES)
+    own_rule: str = "consensus"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -76,16 +82,8 @@ class Task(ABC):
         """The executor's prompt, conditioned on the given plans (possibly none)."""
 
     @abstractmethod
-    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
-                  ) -> Verdict:
-        """Combine a stage's samples into an answer and a confidence; `rng` (seeded per run,
-        problem and stage) breaks ties."""
-
-    async def aggregate_async(self, problem: Problem, texts: list[str],
-                              rng: random.Random | None = None) -> Verdict:
-        """`aggregate` as the engine calls it; a task whose aggregation blocks (code tasks run
-        programs) moves it off the event loop."""
-        return self.aggregate(problem, texts, rng)
+    def extract(self, problem: Problem, text: str) -> str | None:
+        """The answer of one executor response, or None (an abstention)."""
 
     @abstractmethod
     def is_correct(self, problem: Problem, answer: str | None) -> bool | None:
@@ -127,10 +125,6 @@ class Task(ABC):
         """The executor's prompt for a program that prints the answer (style pot)."""
         raise self._unsupported("program-of-thought prompts (style pot or mixed)")
 
-    def extract(self, text: str) -> str | None:
-        """The answer of one executor response (style cot), or None."""
-        raise self._unsupported("per-sample answers (style mixed, confidence agreement)")
-
     def program_answer(self, problem: Problem, text: str, timeout: float) -> str | None:
         """Run the program in a response and read its answer; None when it fails."""
         raise self._unsupported("program-of-thought answers (style pot or mixed)")
@@ -142,7 +136,7 @@ class Task(ABC):
 
     def _unsupported(self, what: str) -> ConfigError:
         return ConfigError(f"Task '{self.name}' has no {what}: use style=cot with "
-                           f"confidence=consensus or scorer for this task.")
+                           f"confidence={self.own_rule} or scorer for this task.")
 
 
 def select(problems: list[Problem], ids: list[str] | None, offset: int, limit: int | None

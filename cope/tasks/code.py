@@ -1,9 +1,8 @@
-"""Code answers: extraction from a response, stage confidence from tests, and judging.
+"""Code answers: extraction from a response, the visible tests, and judging.
 
-A stage's confidence follows the paper: every candidate runs on the problem's visible tests
-in the sandbox; if at least one passes them all, the stage answers with one of those (drawn
-with the engine's seeded generator) at confidence 1; otherwise its confidence is 0 and it
-escalates. The final answer is judged on the hidden tests.
+A stage's confidence is the paper's test filter (cope/confidence/test_filter.py), which
+runs every candidate on the problem's visible tests in the sandbox. The final answer is
+judged on the hidden tests.
 
     >>> extract_code("Here:\\n```python\\ndef f():\\n    return 1\\n```\\nDone.")
     'def f():\\n    return 1'
@@ -13,13 +12,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import random
 import re
 from functools import cached_property
 
 from cope.generation import Message
-from cope.sandbox import Sandbox, TestJob, default_sandbox
-from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
+from cope.sandbox import Sandbox, TestJob, TestResult, default_sandbox
+from cope.tasks.base import Plan, Problem, Task, render_plans
 
 _FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
@@ -103,6 +101,7 @@ class CodeTask(Task):
     """
 
     family = "code"
+    own_rule = "test_filter"
 
     @cached_property
     def sandbox(self) -> Sandbox:
@@ -137,31 +136,10 @@ class CodeTask(Task):
         setup = problem.meta.get("setup", "")
         return [TestJob(self.program(problem, code), tuple(tests), setup) for code in codes]
 
-    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
-                  ) -> Verdict:
-        codes = [self.extract(problem, text) for text in texts]
-        written = [i for i, code in enumerate(codes) if code is not None]
-        unique = list(dict.fromkeys(codes[i] for i in written))  # greedy samples repeat
-        results = self.sandbox.run_tests_batch(
-            self._jobs(problem, unique, problem.meta["visible"]), self.timeout)
-        passed = {code: result.passed for code, result in zip(unique, results)}
-        isolation = {code: result.isolation for code, result in zip(unique, results)}
-        ran = [None if code is None else isolation[code] for code in codes]
-        passing = [i for i in written if passed[codes[i]]]
-        if passing:
-            chosen = rng.choice(passing) if rng is not None else passing[0]
-            return Verdict(answer=codes[chosen], confidence=1.0, support=passing,
-                           answers=codes, sandbox=ran)
-        # Nothing passes: confidence 0 escalates; the last stage still answers with a candidate.
-        if not written:
-            return Verdict(answer=None, confidence=0.0, support=[], answers=codes, sandbox=ran)
-        chosen = rng.choice(written) if rng is not None else written[0]
-        return Verdict(answer=codes[chosen], confidence=0.0, support=[], answers=codes,
-                       sandbox=ran)
-
-    async def aggregate_async(self, problem: Problem, texts: list[str],
-                              rng: random.Random | None = None) -> Verdict:
-        return await asyncio.to_thread(self.aggregate, problem, texts, rng)
+    def run_visible_tests(self, problem: Problem, codes: list[str]) -> list[TestResult]:
+        """Each program on the problem's visible tests (the test_filter rule's evidence)."""
+        return self.sandbox.run_tests_batch(
+            self._jobs(problem, codes, problem.meta["visible"]), self.timeout)
 
     async def is_correct_async(self, problem: Problem, answer: str | None) -> bool:
         return await asyncio.to_thread(self.is_correct, problem, answer)

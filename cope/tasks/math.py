@@ -236,7 +236,7 @@ class MathTask(Task):
             user += f"\n\nA plan to follow:\n{lines}"
         return user
 
-    def extract(self, text: str) -> str | None:
+    def extract(self, problem: Problem | None, text: str) -> str | None:
         return extract_answer(text, last_number_fallback=self.last_number_fallback)
 
     def program_isolation(self) -> str | None:
@@ -252,15 +252,11 @@ class MathTask(Task):
             line = printed_answer(run_program(code, timeout))
         except ProgramError:
             return None
-        return self.extract(line) or _clean(line) or None
+        return self.extract(problem, line) or _clean(line) or None
 
     def vote(self, problem: Problem, answers: list[str | None],
              rng: random.Random | None = None) -> Verdict:
         return majority_vote(answers, rng)
-
-    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
-                  ) -> Verdict:
-        return majority_vote([self.extract(text) for text in texts], rng)
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:
         return equivalent(answer, problem.gold)

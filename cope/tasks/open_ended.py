@@ -4,7 +4,7 @@ Each turn runs through the method's whole cascade. Turn 2's prompt is a chat: tu
 question, the answer the cascade chose for it (as the assistant's message), then turn 2's
 question. The stages' confidence for open-ended answers is the paper's: the candidate with
 the lowest perplexity answers, and the stage escalates when that perplexity is above its
-`max_perplexity` (cope/perplexity.py). A problem's record keeps both answers, the stage that
+`max_perplexity` (cope/confidence/perplexity.py). A problem's record keeps both answers, the stage that
 resolved each turn and the perplexities. Answers are judged afterwards, pairwise against
 another run's answers, by `python -m cope.judge`.
 """
@@ -175,14 +175,17 @@ class MTBench(Task):
         messages.append(("user", user))
         return tuple(messages)
 
-    def aggregate(self, problem: Problem, texts: list[str], rng: random.Random | None = None
-                  ) -> Verdict:
+    def extract(self, problem: Problem, text: str) -> str | None:
+        return text.strip() or None
+
+    def vote(self, problem: Problem, answers: list[str | None],
+             rng: random.Random | None = None) -> Verdict:
         """One response answers as it is (a stage of one sample, e.g. the large model
-        alone); several cannot be voted on (the engine refuses such stages)."""
-        if len(texts) != 1:
-            raise ConfigError(f"Task '{self.name}' cannot vote over {len(texts)} open-ended "
+        alone); several cannot be voted on (config validation refuses such stages)."""
+        if len(answers) != 1:
+            raise ConfigError(f"Task '{self.name}' cannot vote over {len(answers)} open-ended "
                               "responses: use confidence=perplexity.")
-        answer = texts[0].strip() or None
+        answer = answers[0]
         return Verdict(answer=answer, confidence=1.0 if answer else 0.0,
                        support=[0] if answer else [], answers=[answer])
 
