@@ -15,7 +15,6 @@ import os
 import resource
 import sys
 
-
 def _audit_hook():
     """An audit hook that turns away what would reach the nonce in main()'s locals: frame
     and object introspection, ctypes, /proc/<pid>/mem. It raises ValueError, which the

@@ -18,14 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cope.sandbox.isolation import (
-    SAFE_ENV,
-    UID_BASE,
-    Isolation,
-    bwrap_command,
-    detect,
-    unshare_command,
-)
+from cope.sandbox.isolation import (SAFE_ENV, UID_BASE, Isolation, bwrap_command, detect,
+                                    unshare_command)
 
 RUNNER_SOURCE = (Path(__file__).parent / "_runner.py").read_text(encoding="utf-8")
 VERDICT_CAP = 4096
