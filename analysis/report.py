@@ -15,6 +15,9 @@ finished, and every number says how many problems it rests on. OUT_DIR receives:
 - pareto.md and .json: the frontier points and the cost of closing 50/80/100% of the
   small-to-large accuracy gap;
 - figures/: pareto-*, stages-*, calibration-*, propagation-* as PNG and PDF.
+
+A README.md in RUNS_DIR with the markers of analysis/results_readme.py gets its table of
+results rewritten between them (the reading around it is left as written).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from analysis import plots, significance, stages, tables
+from analysis import plots, results_readme, significance, stages, tables
 from analysis.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
 from analysis.runs import SMALL_ONLY, load_runs, summary_table
 from cope.sandbox.isolation import FORMER_LAYERS
@@ -327,6 +330,11 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
     index += [f"- [{p.name}](figures/{p.name})" for p in written["figures"] if p.suffix == ".png"]
     (out / "report.md").write_text("\n".join(index) + "\n")
     written.update(significance=rows, seeds=seeds, pareto=pareto_all, stages=stages_all)
+    readme = Path(runs_dir) / "README.md"
+    figure = None if several else results_readme.figure_link(readme.parent,
+                                                               out / "figures" / "pareto.png")
+    if not wandb and results_readme.refresh(readme, results_readme.headline(runs, rows, figure)):
+        written["readme"] = readme
     return written
 
 

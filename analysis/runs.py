@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from analysis.method_defaults import default_settings, variant_label, variant_of
-from cope.config import MethodConfig, pair_files, pair_label
+from cope.config import MethodConfig, current_aliases, pair_files, pair_label
 from cope.records import read_complete_lines
 
 # the method schema's defaults (cope.config.MethodConfig), which are COPE's
@@ -91,7 +91,7 @@ def comparison_pair(pair: dict[str, Any]) -> str:
     """The pair a run is compared within: its own, except that a pair with more roles than
     small and large (ABC's three tiers) joins the two-model pair of the same small and large
     models, so ABC is tested against, and plotted with, that pair's large model alone."""
-    roles = pair.get("roles") or {}
+    roles = current_aliases(pair.get("roles"))
     if set(roles) - {"small", "large"} and {"small", "large"} <= set(roles):
         return _two_model_pairs().get((roles["small"], roles["large"]), pair_label(pair))
     return pair_label(pair)

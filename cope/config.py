@@ -76,6 +76,12 @@ def renamed(name: str) -> str:
     return ""
 
 
+def current_aliases(roles) -> dict[str, str]:
+    """A pair's roles under today's alias names (a run made before a rename named the same
+    models by their former names)."""
+    return {role: RENAMED.get(alias, alias) for role, alias in dict(roles or {}).items()}
+
+
 def refuse_renamed(overrides) -> None:
     """A ConfigError for the first override that names a renamed alias by its old name."""
     for argument in overrides:
@@ -342,7 +348,7 @@ def pair_label(pair: Any) -> str:
     """The pair's name, with the roles the command line gave other models than its
     conf/pair file: 'qwen-coder-cpu[large=gpt-4o-mini]'. What names a run's pair in its
     metrics, summary and tables."""
-    name, roles = pair["name"], dict(pair["roles"] or {})
+    name, roles = pair["name"], current_aliases(pair["roles"])
     on_file = pair_files().get(name, {}).get("roles")
     if on_file is None or roles == on_file:
         return name

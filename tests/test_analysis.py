@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from analysis.runs import find_runs, load_run, main, problem_rows, summary_table
+from analysis.runs import comparison_pair, find_runs, load_run, main, problem_rows, summary_table
 from cope.backends.scripted import ScriptedBackend
+from cope.config import pair_label
 from cope.runner import run
 
 
@@ -126,3 +127,14 @@ def test_pairwise_judged_runs_are_left_out_with_a_warning(make_config, tmp_path)
     with pytest.warns(UserWarning, match="task mt_bench has no per-problem verdict"):
         runs = load_runs(tmp_path / "runs")
     assert [r["cell"]["task"] for r in runs] == ["gsm8k"]
+
+
+def test_runs_made_before_the_aliases_were_renamed_keep_their_pair():
+    """Committed runs name the CPU models qwen-coder-0.5b and qwen-coder-1.5b, as conf/ did
+    when they ran: the same pair, and ABC's three tiers still join it."""
+    old = {"small": "qwen-coder-0.5b", "large": "qwen-coder-1.5b"}
+    assert pair_label({"name": "qwen-coder-cpu", "roles": old}) == "qwen-coder-cpu"
+    tiers = {"name": "tiers-cpu", "roles": {"tiny": "smollm2-135m", **old}}
+    assert comparison_pair(tiers) == "qwen-coder-cpu"
+    changed = {"name": "qwen-coder-cpu", "roles": {**old, "large": "gpt-4o-mini"}}
+    assert pair_label(changed) == "qwen-coder-cpu[large=gpt-4o-mini]"

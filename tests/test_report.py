@@ -174,3 +174,37 @@ def test_cells_that_ran_programs_under_different_isolation_are_flagged(analysis_
     del metrics["sandbox_isolation"]
     path.write_text(json.dumps({**metrics, "task_details": {"sandbox": "bwrap+uid+rlimits"}}))
     assert build_report(tmp_path / "runs", tmp_path / "out3", resamples=200)["warnings"] == []
+
+
+def test_a_results_readme_gets_its_table_from_the_records(analysis_sweep, tmp_path):
+    from analysis.results_readme import BEGIN, END
+
+    cells = analysis_sweep / "gsm8k-cpu"
+    readme = cells / "README.md"
+    reading = "How to read it: written by hand, kept as it is."
+    readme.write_text(f"# Results\n\n{BEGIN}\nstale numbers\n{END}\n\n{reading}\n")
+    try:
+        main([str(cells), "--out", str(tmp_path / "report"), "--resamples", "200"])
+        text = readme.read_text()
+    finally:
+        readme.unlink()
+    assert "stale numbers" not in text and text.endswith(f"{END}\n\n{reading}\n")
+    block = text[text.index(BEGIN):text.index(END)]
+    rows = {line.split(" | ")[1]: line for line in block.splitlines() if line.startswith("| gsm8k")}
+    large = load_runs(cells / "large")[0]
+    n_right = sum(bool(p["correct"]) for p in large["problems"])
+    assert f"| {100 * n_right / 30:.1f} [" in rows["large"]
+    assert "12 of 30 (unfinished)" in rows["cope_s1s3"]
+    assert ", p = " in rows["cope"] and rows["large"].endswith("| - | - |")
+    assert "![accuracy against cost](../" in block  # the figure, relative to the README
+
+
+def test_a_readme_without_the_markers_is_left_alone(analysis_sweep, tmp_path):
+    cells = analysis_sweep / "gsm8k-cpu"
+    readme = cells / "README.md"
+    readme.write_text("# Notes\n")
+    try:
+        main([str(cells), "--out", str(tmp_path / "report"), "--resamples", "200"])
+        assert readme.read_text() == "# Notes\n"
+    finally:
+        readme.unlink()
