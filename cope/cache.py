@@ -6,13 +6,9 @@ WAL journaling and a busy timeout let several processes on one machine share the
 inserts are idempotent (the first writer of a key wins, later ones are ignored).
 
 `get_many` and `put_many` take keys computed once by the caller and do a batch in one
-statement or transaction. `put_soon` queues a completion; at the next turn of the event loop
-the queue goes, as one transaction, to a writer thread with a connection of its own, so the
-loop sends and reads requests while SQLite writes (it releases the GIL while it does). What
-finishes while a transaction is being written waits for it and goes in the next one. Until
-committed, queued completions answer lookups from memory. `committed()` returns once
-everything queued before it is committed, and `flush` (and `close`) commit it at once: a run
-awaits committed() before it writes a problem's record, so a finished generation is always
+statement or transaction. `put_soon` queues a completion for a writer thread
+(cope/cache_writer.py); until committed, queued completions answer lookups from memory. A run
+awaits `committed()` before it writes a problem's record, so a finished generation is always
 in the cache before any record that depends on it.
 """
 
@@ -23,11 +19,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cope import fast_json
 from cope.cache_shared import SharedSegments
+from cope.cache_writer import WriteBehind
 from cope.errors import CacheMissError, ConfigError
 from cope.generation import BackendRequest, Completion
 
@@ -85,14 +81,7 @@ class GenerationCache:
         self.imported = 0
         self.path = Path(path) if path is not None else None
         self._db: sqlite3.Connection | None = None
-        self._queued: dict[str, tuple[BackendRequest, Completion]] = {}  # for the next batch
-        self._writing: dict[str, tuple[BackendRequest, Completion]] = {}  # the batch in flight
-        self._flush_scheduled = False
-        self._batches = 0  # batches handed out so far; the one in flight is number _batches
-        self._inflight: Future | None = None
-        self._waiters: dict[int, asyncio.Future] = {}  # batch number -> committed() waiters
-        self._executor: ThreadPoolExecutor | None = None
-        self._write_db: sqlite3.Connection | None = None  # the writer thread's connection
+        self._writer: WriteBehind | None = None  # readwrite: completions not yet committed
         self._lookups: list[tuple[Sequence[BackendRequest], Sequence[str], asyncio.Future]] = []
         if mode == "off":
             return
@@ -108,6 +97,7 @@ class GenerationCache:
         if mode == "readwrite":
             enable_wal(self._db)
             self._db.execute(SCHEMA)
+            self._writer = WriteBehind(self._insert, self._connect, self._db)
 
     def _connect(self) -> sqlite3.Connection:
         # the event loop may run in a worker thread (notebooks), and the writer thread uses a
@@ -165,8 +155,7 @@ class GenerationCache:
 
     def _found(self, keys: Sequence[str]) -> dict[str, str]:
         """Stored completion texts of the keys that are not queued."""
-        unique = [key for key in dict.fromkeys(keys)
-                  if key not in self._queued and key not in self._writing]
+        unique = [key for key in dict.fromkeys(keys) if self._pending(key) is None]
         found = self._select(unique)
         if self.shared is not None and len(found) < len(unique) and self.shared.due():
             self.import_entries(self.shared.collect())
@@ -184,9 +173,9 @@ class GenerationCache:
         results: list[Completion | None] = []
         upgraded = []
         for request, key in zip(requests, keys):
-            queued = self._queued.get(key) or self._writing.get(key)
+            queued = self._pending(key)
             if queued is not None:
-                results.append(queued[1])
+                results.append(queued)
                 continue
             row = found.get(key)
             if row is None and self.reuse_former_keys:
@@ -212,6 +201,9 @@ class GenerationCache:
                 results.append(Completion.from_json(fast_json.loads(row)))
         self.put_many(upgraded)
         return results
+
+    def _pending(self, key: str) -> Completion | None:
+        return None if self._writer is None else self._writer.pending(key)
 
     def _select(self, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -250,109 +242,20 @@ class GenerationCache:
             self.shared.publish([(key, model, completion) for key, model, completion, _ in rows])
 
     def put_soon(self, key: str, request: BackendRequest, completion: Completion) -> None:
-        """Queue a completion; the queue goes to the writer thread at the next turn of the
-        running event loop (or when the transaction in flight ends), and is committed at once
-        when there is no loop."""
-        if self._db is None or self.mode != "readwrite" or key in self._writing:
-            return
-        self._queued.setdefault(key, (request, completion))
-        if self._flush_scheduled or self._inflight is not None:
-            return  # the transaction in flight hands out the next batch when it ends
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._flush_scheduled = True
-        loop.call_soon(self._start_batch)
+        """Queue a completion for the writer (cope/cache_writer.py); committed at once when
+        there is no running event loop."""
+        if self._writer is not None:
+            self._writer.put_soon(key, request, completion)
 
-    def _start_batch(self) -> None:
-        """Hand the queue to the writer thread as one transaction (on the loop's thread)."""
-        self._flush_scheduled = False
-        if self._inflight is not None or not self._queued or self._db is None:
-            return
-        loop = asyncio.get_running_loop()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cope-cache-writer")
-            self._write_db = self._connect()
-        self._writing, self._queued = self._queued, {}
-        self._batches += 1
-        number = self._batches
-        entries = [(key, request, completion)
-                   for key, (request, completion) in self._writing.items()]
-        future = self._executor.submit(self._insert, self._write_db, entries)
-        self._inflight = future
-
-        def done(_: Future) -> None:  # in the writer thread
-            try:
-                loop.call_soon_threadsafe(self._batch_done, number, future)
-            except RuntimeError:  # the loop is closed; close() or flush() settles the batch
-                pass
-
-        future.add_done_callback(done)
-
-    def _batch_done(self, number: int, future: Future) -> None:
-        if self._inflight is not future:  # flush() has settled it already
-            return
-        self._inflight = None
-        error = future.exception()
-        self._settle(number, error)
-        if self._queued and error is None:  # after a failure, the next put or wait retries
-            self._start_batch()
-
-    def _settle(self, number: int, error: BaseException | None) -> None:
-        """The batch `number` is committed, or failed: its entries go back to the queue (a
-        later flush retries them) and its waiters get the error."""
-        if error is not None:
-            self._queued = {**self._writing, **self._queued}
-        self._writing = {}
-        for batch in [b for b in self._waiters if b <= number]:
-            waiter = self._waiters.pop(batch)
-            if waiter.done() or waiter.get_loop().is_closed():
-                continue
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
+    async def committed(self) -> None:
+        """Return once everything queued so far is committed."""
+        if self._writer is not None:
+            await self._writer.committed()
 
     def flush(self) -> None:
         """Commit the queued completions now (after the transaction in flight)."""
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            try:
-                inflight.result()
-            except BaseException as exc:  # the batch is queued again and retried below
-                self._settle(self._batches, exc)
-            else:
-                self._settle(self._batches, None)
-        if not self._queued or self._db is None:
-            return
-        self._writing, self._queued = self._queued, {}
-        self._batches += 1
-        entries = [(key, request, completion)
-                   for key, (request, completion) in self._writing.items()]
-        try:
-            self._insert(self._write_db or self._db, entries)
-        except BaseException as exc:
-            self._settle(self._batches, exc)
-            raise
-        self._settle(self._batches, None)
-
-    async def committed(self) -> None:
-        """Return once everything queued so far is committed: with whatever else finishes
-        before the writer thread takes the next batch (one transaction for all)."""
-        if self._queued:
-            target = self._batches + 1  # the next batch
-        elif self._writing:
-            target = self._batches  # the one in flight
-        else:
-            return
-        waiter = self._waiters.get(target)
-        if waiter is None:
-            waiter = self._waiters[target] = asyncio.get_running_loop().create_future()
-        if self._inflight is None and not self._flush_scheduled:
-            self._start_batch()
-        await asyncio.shield(waiter)
+        if self._writer is not None:
+            self._writer.flush()
 
     def import_entries(self, entries: Sequence[tuple[str, str, str]]) -> int:
         """Store (key, model identity, completion JSON) rows made elsewhere; returns how many
@@ -382,13 +285,9 @@ class GenerationCache:
     def close(self) -> None:
         if self._db is not None:
             try:
-                self.flush()
+                if self._writer is not None:
+                    self._writer.close()
             finally:
-                if self._executor is not None:
-                    self._executor.shutdown(wait=True)
-                    self._executor = None
-                if self._write_db is not None:
-                    self._write_db.close()
-                    self._write_db = None
+                self._writer = None
                 self._db.close()
                 self._db = None

@@ -201,11 +201,11 @@ def test_a_failed_write_keeps_its_completions_for_the_next_try(tmp_path):
     async def scenario():
         cache.put_soon(request().cache_key(), request(), Completion("kept", 1, 1))
         await asyncio.sleep(0)
-        cache._inflight.result()  # let the first write finish
+        cache._writer._inflight.result()  # let the first write finish
         await asyncio.sleep(0)
         # another process holds the write lock and the writer gives up at once
         blocker._db.execute("BEGIN IMMEDIATE")
-        cache._write_db.execute("PRAGMA busy_timeout = 0")
+        cache._writer._write_db.execute("PRAGMA busy_timeout = 0")
         cache.put_soon(request(index=1).cache_key(), request(index=1), Completion("t1", 1, 1))
         with pytest.raises(Exception, match="locked"):
             await cache.committed()
