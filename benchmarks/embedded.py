@@ -29,7 +29,7 @@ from llama_cpp import Llama  # noqa: E402
 from omegaconf import OmegaConf
 
 from cope.backends.llamacpp import LlamaCppBackend
-from cope.generation import BackendRequest, SamplingParams, messages_to_dicts
+from cope.samples import BackendRequest, SamplingParams, messages_to_dicts
 from cope.tasks import create_task
 
 RESULTS = Path(__file__).parent / "results" / "embedded.json"

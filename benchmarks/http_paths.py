@@ -42,8 +42,8 @@ from cope.backends.openai_compat import OpenAIBackend
 from cope.cache import GenerationCache
 from cope.config import register_configs
 from cope.event_loop import run as run_on_loop
-from cope.generation import (GenerationRequest, SampleTag, SamplingParams, messages_to_dicts,
-                             stable_seed)
+from cope.samples import (GenerationRequest, SampleTag, SamplingParams, messages_to_dicts,
+                          stable_seed)
 from cope.generator import Generator, ModelBinding
 from cope.runner import Run
 from cope.servers import free_port

@@ -20,8 +20,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from cope.backends.llamacpp import LlamaCppBackend
-from cope.generation import BackendRequest, SamplingParams
 from cope.models.packaged import PACKAGED_MODELS
+from cope.samples import BackendRequest, SamplingParams
 from cope.tasks.base import Plan, Problem
 from cope.tasks.math import MathTask
 

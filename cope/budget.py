@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cope.cost import PriceBook
 from cope.errors import CopeError
-from cope.generation import Completion, GenerationRequest, SampleTag
+from cope.samples import Completion, GenerationRequest, SampleTag
 
 # a token holds about four characters of English; two is a safe over-estimate, and chat
 # templates add a few tokens per message

@@ -25,7 +25,7 @@ from cope import fast_json
 from cope.cache_shared import SharedSegments
 from cope.cache_writer import WriteBehind
 from cope.errors import CacheMissError, ConfigError
-from cope.generation import BackendRequest, Completion
+from cope.samples import BackendRequest, Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (

@@ -21,7 +21,7 @@ import socket
 import time
 from pathlib import Path
 
-from cope.generation import Completion
+from cope.samples import Completion
 
 SEGMENT_SUFFIX = ".jsonl"
 

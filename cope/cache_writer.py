@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from cope.generation import BackendRequest, Completion
+from cope.samples import BackendRequest, Completion
 
 Entries = Sequence[tuple[str, BackendRequest, Completion]]
 

@@ -9,7 +9,7 @@ always answers.
 
 The baselines use two more stage fields. `style` chooses the executor prompt: the task's own
 (cot), a program that prints the answer (pot), or both alternating (mixed: MoT).
-`confidence` names the rule that turns the executions into a verdict and decides whether
+`confidence` names the rule that turns the executions into a vote and decides whether
 the stage answers (cope/confidence/).
 """
 
@@ -24,15 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 from cope.confidence import Decision, Rule, Scorer, StageSamples, rule_for
 from cope.config import StageConfig, validate_stage_rule
 from cope.errors import ConfigError
-from cope.generation import (
+from cope.generator import Generator, RetaggingGenerator
+from cope.samples import (
     Generation,
     GenerationRequest,
     SampleTag,
     SamplingParams,
     stable_seed,
 )
-from cope.generator import Generator, RetaggingGenerator
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Vote
 
 NEW_PLAN_KINDS = {"goal": ("goal",), "guideline": ("guideline",), "both": ("goal", "guideline")}
 
@@ -59,35 +59,35 @@ class Stage(StageConfig):
 @dataclass
 class StageResult:
     name: str
-    verdict: Verdict
+    vote: Vote
     accepted: bool
     plans: list[list[Plan]]  # the plans each execution was conditioned on
     passed_on: list[Plan]  # the plan handed to the next stage
-    rule: str = "consensus"  # how verdict.confidence was computed
+    rule: str = "consensus"  # how vote.confidence was computed
     styles: list[str] | None = None  # per-sample styles of a stage that is not all CoT
     perplexities: list[float | None] | None = None  # confidence=perplexity: per sample
 
     def to_json(self) -> dict[str, Any]:
         data = {
             "stage": self.name,
-            "answer": self.verdict.answer,
-            "consensus": self.verdict.confidence,
+            "answer": self.vote.answer,
+            "consensus": self.vote.confidence,
             "accepted": self.accepted,
-            "votes": len(self.verdict.answers),
-            "abstained": sum(a is None for a in self.verdict.answers),
-            "answers": self.verdict.answers,
-            "support": self.verdict.support,
-            "tied": self.verdict.tied,
+            "votes": len(self.vote.answers),
+            "abstained": sum(a is None for a in self.vote.answers),
+            "answers": self.vote.answers,
+            "support": self.vote.support,
+            "tied": self.vote.tied,
             "plans": [[plan_ref(p) for p in plans] for plans in self.plans],
             "passed_on": [plan_ref(p) for p in self.passed_on],
         }
-        if self.verdict.sandbox is not None:
-            data["sandbox"] = self.verdict.sandbox
+        if self.vote.sandbox is not None:
+            data["sandbox"] = self.vote.sandbox
         if self.rule != "consensus" or self.styles is not None:
             data["confidence_rule"] = self.rule
             data["styles"] = self.styles
         if self.perplexities is not None:
-            chosen = self.verdict.support[0] if self.verdict.support else None
+            chosen = self.vote.support[0] if self.vote.support else None
             data["perplexity"] = None if chosen is None else self.perplexities[chosen]
             data["perplexities"] = self.perplexities
         return data
@@ -219,10 +219,10 @@ class CascadeMethod:
                                            collected, [style for style, _ in styles])
         decision: Decision = await rule.decide(StageSamples(
             problem, stage, self.task, generations, rng, self.scorers.get(stage.name)))
-        verdict = decision.verdict
-        return StageResult(stage.name, verdict,
+        vote = decision.vote
+        return StageResult(stage.name, vote,
                            is_last or rule.accepts(decision, stage, self.threshold_op),
-                           contexts, self._pass_on(stage, new_plans, carried, verdict, rng),
+                           contexts, self._pass_on(stage, new_plans, carried, vote, rng),
                            rule=stage.confidence,
                            styles=None if stage.style == "cot" else [s for s, _ in styles],
                            perplexities=decision.perplexities)
@@ -234,7 +234,7 @@ class CascadeMethod:
 
     @staticmethod
     def _pass_on(stage: Stage, new_plans: list[list[Plan]] | None, carried: list[Plan],
-                 verdict: Verdict, rng: random.Random) -> list[Plan]:
+                 vote: Vote, rng: random.Random) -> list[Plan]:
         """The plan the next stage may use: g^S chosen at random among the plans whose
         execution gave the majority answer (among all, if every sample abstained); a shared
         plan as is; otherwise what this stage was given."""
@@ -242,7 +242,7 @@ class CascadeMethod:
             return list(carried)
         if not stage.plan_per_sample:
             return list(new_plans[0])
-        candidates = verdict.support or list(range(len(new_plans)))
+        candidates = vote.support or list(range(len(new_plans)))
         return list(new_plans[rng.choice(candidates)])
 
     async def solve(self, problem: Problem) -> ProblemResult:
@@ -257,6 +257,6 @@ class CascadeMethod:
             result = await self.run_stage(problem, stage, carried, rng, is_last, collected)
             results.append(result)
             if result.accepted:
-                return ProblemResult(problem, result.verdict.answer, stage.name, results, collected)
+                return ProblemResult(problem, result.vote.answer, stage.name, results, collected)
             carried = result.passed_on
         raise AssertionError("the last stage always answers")  # pragma: no cover

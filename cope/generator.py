@@ -20,7 +20,7 @@ from cope.backends.base import Backend
 from cope.budget import Budget
 from cope.cache import GenerationCache
 from cope.errors import BackendUnavailable
-from cope.generation import (
+from cope.samples import (
     BackendRequest,
     Completion,
     Generation,

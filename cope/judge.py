@@ -35,12 +35,12 @@ from omegaconf import OmegaConf
 from cope.config import refuse_renamed, renamed
 from cope.cost import PriceBook
 from cope.errors import ConfigError, CopeError, unknown_name
-from cope.generation import GenerationRequest, SampleTag, SamplingParams
 from cope.generator import Generator
 from cope.model_set import ModelSet, open_cache
 from cope.paths import CONFIG_DIR
 from cope.records import read_complete_lines, write_atomic
 from cope.runner import run_coroutine
+from cope.samples import GenerationRequest, SampleTag, SamplingParams
 from cope.tasks import create_task
 from cope.tasks.open_ended import REFERENCE_CATEGORIES
 

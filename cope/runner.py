@@ -30,10 +30,10 @@ from cope.cost import CostLedger, PriceBook, per_million_problems
 from cope.engine import CascadeMethod, ProblemResult, Stage
 from cope.errors import BackendUnavailable
 from cope.event_loop import run as run_on_loop
-from cope.generation import Generation, SampleTag
 from cope.generator import Generator
 from cope.model_set import ModelSet, open_cache
 from cope.records import RunRecorder
+from cope.samples import Generation, SampleTag
 from cope.tasks import create_task
 from cope.tasks.base import select
 from cope.trackers import create_tracker

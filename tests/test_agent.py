@@ -45,9 +45,9 @@ def test_only_admissible_commands_are_valid_and_keep_the_games_spelling():
 
 
 def test_confidence_is_the_top_commands_share_with_abstentions_counted():
-    verdict = vote(["go north", None, "go north", "look"])
-    assert verdict.answer == "go north" and verdict.confidence == 0.5
-    assert verdict.support == [0, 2] and verdict.answers[1] is None
+    tally = vote(["go north", None, "go north", "look"])
+    assert tally.answer == "go north" and tally.confidence == 0.5
+    assert tally.support == [0, 2] and tally.answers[1] is None
     assert vote([None, None]).answer is None and vote([None, None]).confidence == 0.0
     picks = {vote(["a", "b"], random.Random(seed)).answer for seed in range(20)}
     assert picks == {"a", "b"}  # a tie is broken at random with the run's generator

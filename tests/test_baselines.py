@@ -87,7 +87,7 @@ def test_mot_vote_accepts_on_mixed_consensus(cot, pot, resolved, confidence):
     method, _ = build(stages_of("method=mot_vote"), responder(cot=cot, pot=pot, large="7"))
     result = solve(method)
     assert result.resolved_stage == resolved
-    assert result.stages[0].verdict.confidence == confidence
+    assert result.stages[0].vote.confidence == confidence
     assert result.answer == ("9" if resolved == "mot" else "7")
 
 
@@ -103,7 +103,7 @@ def test_a_mixed_stage_with_fewer_votes_reuses_the_samples_of_more(tmp_path):
     method, first = build(stages_of("method=mot_vote", "method.votes=8"), answers, cache=cache)
     solve(method)
     method, second = build(stages_of("method=mot_vote", "method.votes=4"), answers, cache=cache)
-    assert solve(method).stages[0].verdict.confidence == 1.0
+    assert solve(method).stages[0].vote.confidence == 1.0
     assert len(first.requests) == 8 and second.requests == []
 
 
@@ -120,16 +120,16 @@ def test_mot_verify_accepts_when_cot_and_pot_majorities_agree(cot, pot, resolved
     result = solve(method)
     stage = result.stages[0]
     assert result.resolved_stage == resolved
-    assert stage.verdict.confidence == (1.0 if resolved == "mot" else 0.0)
+    assert stage.vote.confidence == (1.0 if resolved == "mot" else 0.0)
     assert stage.to_json()["confidence_rule"] == "agreement"
     large_calls = [r for r in backend.requests if r.model_identity == "large"]
     assert len(large_calls) == (0 if resolved == "mot" else 1)
     if resolved == "mot":
         assert result.answer in ("9", "9.0")
         # the answer is backed by the CoT and PoT samples that gave it
-        backing = {i for i, a in enumerate(stage.verdict.answers)
+        backing = {i for i, a in enumerate(stage.vote.answers)
                    if a is not None and a.replace(".0", "") in ("9", "\\frac{18}{2}")}
-        assert set(stage.verdict.support) == backing
+        assert set(stage.vote.support) == backing
 
 
 # --- ABC ----------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_frugalgpt_accepts_when_the_scorer_is_confident(probability, resolved):
                             scorers={"small": scorer})
     result = solve(method)
     assert result.resolved_stage == resolved
-    assert result.stages[0].verdict.confidence == probability
+    assert result.stages[0].vote.confidence == probability
     assert result.stages[0].to_json()["confidence_rule"] == "scorer"
     # the scorer judged the question and the small model's response
     assert scorer.seen == [(PROBLEM.question, boxed("4"))]

@@ -6,7 +6,7 @@ import pytest
 
 from cope.cache import GenerationCache
 from cope.errors import CacheMissError, ConfigError
-from cope.generation import BackendRequest, Completion, SamplingParams
+from cope.samples import BackendRequest, Completion, SamplingParams
 
 
 def request(index=0, temperature=0.8, seed=1, model="m", content="hi"):

@@ -7,8 +7,8 @@ import pytest
 from cope.cache import GenerationCache
 from cope.cache_shared import SharedSegments
 from cope.errors import ConfigError
-from cope.generation import BackendRequest, Completion, SamplingParams
 from cope.runner import run
+from cope.samples import BackendRequest, Completion, SamplingParams
 
 
 def request(i):

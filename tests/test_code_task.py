@@ -85,10 +85,10 @@ def test_a_stage_answers_with_a_passing_candidate_chosen_by_the_rng():
     texts = [fenced(WRONG), fenced(RIGHT), "no code here", fenced(ALSO_RIGHT)]
     chosen = set()
     for seed in range(12):
-        verdict = filter_by_tests(task, problem(), texts, random.Random(seed))
-        assert verdict.confidence == 1.0 and verdict.support == [1, 3]
-        assert verdict.answers == [WRONG, RIGHT, None, ALSO_RIGHT]
-        chosen.add(verdict.answer)
+        vote = filter_by_tests(task, problem(), texts, random.Random(seed))
+        assert vote.confidence == 1.0 and vote.support == [1, 3]
+        assert vote.answers == [WRONG, RIGHT, None, ALSO_RIGHT]
+        chosen.add(vote.answer)
     assert chosen == {RIGHT, ALSO_RIGHT}
     first = filter_by_tests(task, problem(), texts, random.Random(5)).answer
     assert filter_by_tests(task, problem(), texts, random.Random(5)).answer == first  # seeded
@@ -96,24 +96,24 @@ def test_a_stage_answers_with_a_passing_candidate_chosen_by_the_rng():
 
 def test_a_stage_escalates_when_no_candidate_passes():
     task = mbpp_task()
-    verdict = filter_by_tests(task, problem(), [fenced(WRONG), "nothing", fenced(WRONG)], random.Random(0))
-    assert verdict.confidence == 0.0 and verdict.support == []
-    assert verdict.answer == WRONG  # the last stage still answers with a candidate
+    vote = filter_by_tests(task, problem(), [fenced(WRONG), "nothing", fenced(WRONG)], random.Random(0))
+    assert vote.confidence == 0.0 and vote.support == []
+    assert vote.answer == WRONG  # the last stage still answers with a candidate
     empty = filter_by_tests(task, problem(), ["nothing", "still nothing"], random.Random(0))
     assert empty.answer is None and empty.confidence == 0.0
 
 
 def test_the_escalation_passes_no_threshold():
-    verdict = filter_by_tests(mbpp_task(), problem(), [fenced(WRONG)], random.Random(0))
-    assert not any(passes(verdict.confidence, tau, op) for tau in (0.01, 0.5, 0.75, 1.0)
+    vote = filter_by_tests(mbpp_task(), problem(), [fenced(WRONG)], random.Random(0))
+    assert not any(passes(vote.confidence, tau, op) for tau in (0.01, 0.5, 0.75, 1.0)
                    for op in ("gt", "ge"))
 
 
 def test_visible_tests_filter_and_hidden_tests_judge():
     task = mbpp_task()
-    verdict = filter_by_tests(task, problem(), [fenced(ONLY_VISIBLE)], random.Random(0))
-    assert verdict.confidence == 1.0  # it passes the visible test ...
-    assert not task.is_correct(problem(), verdict.answer)  # ... but not the hidden ones
+    vote = filter_by_tests(task, problem(), [fenced(ONLY_VISIBLE)], random.Random(0))
+    assert vote.confidence == 1.0  # it passes the visible test ...
+    assert not task.is_correct(problem(), vote.answer)  # ... but not the hidden ones
     assert task.is_correct(problem(), RIGHT)
     assert not task.is_correct(problem(), None)
 

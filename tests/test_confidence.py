@@ -28,9 +28,9 @@ class Unanimous(Rule):
     name = "unanimous"
 
     async def decide(self, samples):
-        verdict = await samples.majority()
-        agreed = len(verdict.support) == len(samples.generations)
-        return Decision(replace(verdict, confidence=1.0 if agreed else 0.0))
+        vote = await samples.majority()
+        agreed = len(vote.support) == len(samples.generations)
+        return Decision(replace(vote, confidence=1.0 if agreed else 0.0))
 
 
 RULE = Unanimous()

@@ -25,7 +25,7 @@ def test_stage1_threshold(k, op, resolved):
     method, _ = build(cope_stages(), cope_responder(s1=agree(k), s2=agree(8)), threshold_op=op)
     result = solve(method)
     assert result.resolved_stage == resolved
-    assert result.stages[0].verdict.confidence == k / 8
+    assert result.stages[0].vote.confidence == k / 8
 
 
 @pytest.mark.parametrize(
@@ -50,9 +50,9 @@ def test_abstentions_count_in_n_but_do_not_vote():
     s1 = ["9", "9", "9", "9", "9", "9", None, None]
     method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)))
     result = solve(method)
-    verdict = result.stages[0].verdict
-    assert verdict.confidence == 6 / 8
-    assert verdict.answers.count(None) == 2
+    vote = result.stages[0].vote
+    assert vote.confidence == 6 / 8
+    assert vote.answers.count(None) == 2
     assert result.resolved_stage == "s2"
 
 
@@ -127,10 +127,10 @@ def test_a_tie_is_broken_by_the_seeded_generator_and_counts_half():
     for seed in range(10):
         method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)), seed=seed)
         stage = solve(method).stages[0]
-        assert stage.verdict.confidence == 0.5 and stage.verdict.tied == 2
-        winners.add(stage.verdict.answer)
+        assert stage.vote.confidence == 0.5 and stage.vote.tied == 2
+        winners.add(stage.vote.answer)
         # g^S comes from the plans behind the winning answer
-        expected = {0, 2, 4, 6} if stage.verdict.answer == "4" else {1, 3, 5, 7}
+        expected = {0, 2, 4, 6} if stage.vote.answer == "4" else {1, 3, 5, 7}
         assert stage.passed_on[0].slot in expected
     assert winners == {"4", "9"}
 
@@ -139,7 +139,7 @@ def test_votes_by_equivalence_not_string():
     s1 = ["9", "9.0", "\\frac{18}{2}", "9.00", "4", "9", "9", "4"]
     method, _ = build(cope_stages(), cope_responder(s1=s1, s2=agree(8)))
     result = solve(method)
-    assert result.stages[0].verdict.confidence == 6 / 8
+    assert result.stages[0].vote.confidence == 6 / 8
 
 
 def test_reversed_roles_are_config():
@@ -188,7 +188,7 @@ def test_truncated_stage_list_last_stage_always_answers():
     result = solve(method)
     assert result.resolved_stage == "s2"
     assert result.answer == "4"  # the majority of stage 2, despite its low consensus
-    assert result.stages[-1].verdict.confidence == 2 / 8
+    assert result.stages[-1].vote.confidence == 2 / 8
 
 
 def test_s1_then_s3_carries_the_small_plan():

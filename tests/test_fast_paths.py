@@ -13,7 +13,7 @@ from cope.cache import GenerationCache, completion_text
 from cope.engine import SeededOnUse
 from cope.errors import ConfigError
 from cope.event_loop import loop_factory, loop_name, run
-from cope.generation import BackendRequest, Completion, SamplingParams, stable_seed
+from cope.samples import BackendRequest, Completion, SamplingParams, stable_seed
 
 TEXTS = ["plain", "quote \" backslash \\ slash /", "lines\nand\ttabs\r\b\f",
          "".join(chr(c) for c in range(32)) + "\x7f", "é ü ß 中文 😀 \u2028\u2029 \ufeff",

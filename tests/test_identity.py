@@ -15,8 +15,8 @@ from cope.backends.base import chunk_positions
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache
 from cope.cache_archive import export_archive, import_archive, read_archive
-from cope.generation import (BackendRequest, Completion, GenerationRequest, SampleTag,
-                             SamplingParams)
+from cope.samples import (BackendRequest, Completion, GenerationRequest, SampleTag,
+                          SamplingParams)
 from cope.generator import Generator, ModelBinding
 from cope.identity import BACKEND_SECTION, OUTPUT_NEUTRAL, settings_digest
 from cope.runner import run

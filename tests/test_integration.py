@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cope.errors import CacheMissError
-from cope.generation import BackendRequest, SamplingParams
+from cope.samples import BackendRequest, SamplingParams
 from cope.runner import run
 
 from conftest import ROOT

@@ -8,8 +8,8 @@ import pytest
 
 from cope.backends.llamacpp import LlamaCppBackend
 from cope.errors import ConfigError
-from cope.generation import BackendRequest, SamplingParams
 from cope.runner import run
+from cope.samples import BackendRequest, SamplingParams
 
 pytestmark = pytest.mark.integration
 

@@ -89,17 +89,17 @@ def test_grade_is_a_function_of_response_and_gold():
 
 
 def test_majority_vote_groups_equivalent_forms():
-    verdict = majority_vote(["1/2", "0.5", "\\frac{1}{2}", "3", None, "3", "0.50", None])
-    assert verdict.answer == "1/2"
-    assert verdict.confidence == 4 / 8  # abstentions stay in the denominator
-    assert verdict.support == [0, 1, 2, 6]
+    vote = majority_vote(["1/2", "0.5", "\\frac{1}{2}", "3", None, "3", "0.50", None])
+    assert vote.answer == "1/2"
+    assert vote.confidence == 4 / 8  # abstentions stay in the denominator
+    assert vote.support == [0, 1, 2, 6]
 
 
 def test_majority_vote_tie_goes_to_the_group_seen_first_without_rng():
-    verdict = majority_vote(["5", "7", "7", "5"])
-    assert verdict.answer == "5"
-    assert verdict.confidence == 0.5 and verdict.tied == 2
-    assert verdict.support == [0, 3]
+    vote = majority_vote(["5", "7", "7", "5"])
+    assert vote.answer == "5"
+    assert vote.confidence == 0.5 and vote.tied == 2
+    assert vote.support == [0, 3]
 
 
 def test_majority_vote_tie_drawn_with_rng():
@@ -110,10 +110,10 @@ def test_majority_vote_tie_drawn_with_rng():
 
 
 def test_majority_vote_all_abstain():
-    verdict = majority_vote([None, None, None])
-    assert verdict.answer is None
-    assert verdict.confidence == 0.0
-    assert verdict.support == []
+    vote = majority_vote([None, None, None])
+    assert vote.answer is None
+    assert vote.confidence == 0.0
+    assert vote.support == []
 
 
 @pytest.mark.parametrize("answer, gold", [
@@ -122,7 +122,7 @@ def test_majority_vote_all_abstain():
     ("5", "5.0001"), ("2.5", "5/2"), ("1000", "1,000"),
 ])
 def test_plain_numbers_are_graded_as_math_verify_grades_them(answer, gold):
-    """Plain numbers far apart skip math-verify's parse; the verdict must not change."""
+    """Plain numbers far apart skip math-verify's parse; the vote must not change."""
     from math_verify import verify
 
     from cope.tasks.math import _parsed

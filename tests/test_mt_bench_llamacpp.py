@@ -8,9 +8,9 @@ import json
 import pytest
 
 from cope.backends.llamacpp import LlamaCppBackend
-from cope.generation import BackendRequest, SamplingParams
 from cope.judge import judge_runs
 from cope.runner import run
+from cope.samples import BackendRequest, SamplingParams
 
 pytestmark = pytest.mark.integration
 

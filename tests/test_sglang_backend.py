@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from cope.backends.sglang_native import SGLangBackend, split_generate_response
 from cope.errors import BackendError, ConfigError
-from cope.generation import BackendRequest, SamplingParams
 from cope.runner import run
+from cope.samples import BackendRequest, SamplingParams
 from cope.testing import StubServer
 
 pytestmark = pytest.mark.usefixtures("sglang_api")

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cope.backends.sglang_native import SGLangBackend
-from cope.generation import BackendRequest, SamplingParams
+from cope.samples import BackendRequest, SamplingParams
 from cope.testing import StubServer
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from omegaconf import OmegaConf
 
-from cope.generation import BackendRequest, SamplingParams
 from cope.runner import run
+from cope.samples import BackendRequest, SamplingParams
 
 pytest.importorskip("transformers", reason="backend=transformers needs the transformers extra")
 pytestmark = pytest.mark.integration

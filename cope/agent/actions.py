@@ -12,7 +12,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from cope.tasks.base import Verdict
+from cope.tasks.base import Vote
 
 _ACTION_LINE = re.compile(r"^[^\w\n]*action[^\w\n]*[:=-][ \t]*(?P<command>.*)$",
                           re.IGNORECASE | re.MULTILINE)
@@ -49,7 +49,7 @@ def choose_command(text: str, admissible: Sequence[str] | None) -> str | None:
     return by_normal.get(command)
 
 
-def vote(commands: list[str | None], rng: random.Random | None = None) -> Verdict:
+def vote(commands: list[str | None], rng: random.Random | None = None) -> Vote:
     """Majority vote over proposed commands; confidence = votes of the top command / n
     (abstentions included). Ties break at random with `rng`, else the first seen wins."""
     groups: dict[str, list[int]] = {}
@@ -57,9 +57,9 @@ def vote(commands: list[str | None], rng: random.Random | None = None) -> Verdic
         if command is not None:
             groups.setdefault(command, []).append(i)
     if not groups:
-        return Verdict(answer=None, confidence=0.0, support=[], answers=list(commands))
+        return Vote(answer=None, confidence=0.0, support=[], answers=list(commands))
     top = max(len(members) for members in groups.values())
     tied = [command for command, members in groups.items() if len(members) == top]
     best = rng.choice(tied) if rng is not None and len(tied) > 1 else tied[0]
-    return Verdict(answer=best, confidence=top / len(commands), support=groups[best],
+    return Vote(answer=best, confidence=top / len(commands), support=groups[best],
                    answers=list(commands), tied=len(tied))

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 
-from cope.generation import BackendRequest, Completion
+from cope.samples import BackendRequest, Completion
 
 OnComplete = Callable[[int, Completion], None]
 

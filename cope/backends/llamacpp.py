@@ -25,8 +25,8 @@ import numpy as np
 from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in_chunks
 from cope.backends.deadline import Deadline
 from cope.errors import BackendError, ConfigError
-from cope.generation import BackendRequest, Completion, messages_to_dicts
 from cope.models.packaged import model_sha256, resolve_model_file
+from cope.samples import BackendRequest, Completion, messages_to_dicts
 
 
 def _import_llama():

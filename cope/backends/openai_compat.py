@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from cope import fast_json
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.errors import BackendError, ConfigError
-from cope.generation import BackendRequest, Completion, messages_to_dicts
+from cope.samples import BackendRequest, Completion, messages_to_dicts
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
 # statuses that no other request will escape either (a bad key, an unknown model): they stop

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from cope.backends.base import Backend, OnComplete
-from cope.generation import BackendRequest, Completion
+from cope.samples import BackendRequest, Completion
 
 Responder = Callable[[BackendRequest], str]
 # per-token logprobs of a scripted text, for requests that want them (perplexity stages)

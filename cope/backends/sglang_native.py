@@ -42,7 +42,7 @@ from packaging.version import InvalidVersion, Version
 from cope.backends.base import Backend, OnComplete, failed_completion
 from cope.backends.openai_compat import FATAL_STATUSES, RETRY_STATUSES
 from cope.errors import BackendError, ConfigError, RequestFailed
-from cope.generation import BackendRequest, Completion, messages_to_dicts
+from cope.samples import BackendRequest, Completion, messages_to_dicts
 from cope.servers import SGLANG_DETERMINISTIC_FLAG
 
 log = logging.getLogger(__name__)

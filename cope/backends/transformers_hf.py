@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in_chunks
 from cope.errors import ConfigError
-from cope.generation import BackendRequest, Completion, messages_to_dicts, stable_seed
 from cope.models.packaged import resolve_model_file
+from cope.samples import BackendRequest, Completion, messages_to_dicts, stable_seed
 
 
 def _imports():

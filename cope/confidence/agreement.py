@@ -13,20 +13,20 @@ class Agreement(Rule):
     styles = ("mixed",)
 
     async def decide(self, samples: StageSamples) -> Decision:
-        verdict = await samples.majority()
+        vote = await samples.majority()
         task, problem, rng = samples.task, samples.problem, samples.rng
         positions = {kind: [i for i, style in enumerate(samples.styles) if style == kind]
                      for kind in ("cot", "pot")}
-        majorities = {kind: task.vote(problem, [verdict.answers[i] for i in where], rng)
+        majorities = {kind: task.vote(problem, [vote.answers[i] for i in where], rng)
                       for kind, where in positions.items()}
         cot, pot = majorities["cot"], majorities["pot"]
         agree = (cot.answer is not None and pot.answer is not None
                  and task.vote(problem, [cot.answer, pot.answer]).confidence == 1.0)
         if not agree:
-            return Decision(replace(verdict, confidence=0.0))
+            return Decision(replace(vote, confidence=0.0))
         support = sorted([positions["cot"][j] for j in cot.support]
                          + [positions["pot"][j] for j in pot.support])
-        return Decision(replace(verdict, answer=cot.answer, confidence=1.0, support=support))
+        return Decision(replace(vote, answer=cot.answer, confidence=1.0, support=support))
 
 
 RULE = Agreement()

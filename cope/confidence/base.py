@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cope.errors import ConfigError, unknown_name
-from cope.generation import Generation
-from cope.tasks.base import Problem, Task, Verdict
+from cope.samples import Generation
+from cope.tasks.base import Problem, Task, Vote
 
 
 @dataclass
@@ -34,7 +34,7 @@ class StageSamples:
     def styles(self) -> list[str]:
         return [style for style, _ in self.stage.sample_styles()]
 
-    async def majority(self) -> Verdict:
+    async def majority(self) -> Vote:
         """The task's vote over per-sample answers: a written answer is read from the text,
         a program's by running it (in worker threads: programs take time)."""
         problem, task = self.problem, self.task
@@ -56,7 +56,7 @@ class StageSamples:
 
 @dataclass
 class Decision:
-    verdict: Verdict
+    vote: Vote
     perplexities: list[float | None] | None = None  # confidence=perplexity: per sample
 
 
@@ -68,7 +68,7 @@ def passes(confidence: float, threshold: float, op: str) -> bool:
 
 
 class Rule:
-    """One way of turning a stage's samples into a verdict and of deciding whether the stage
+    """One way of turning a stage's samples into a vote and of deciding whether the stage
     answers. Subclasses set `name`, implement `decide`, and add their checks."""
 
     name: str = ""
@@ -96,8 +96,8 @@ class Rule:
         (a stage without one always answers)."""
         if stage.threshold is None:
             return True
-        verdict = decision.verdict
-        return verdict.answer is not None and passes(verdict.confidence, stage.threshold,
+        vote = decision.vote
+        return vote.answer is not None and passes(vote.confidence, stage.threshold,
                                                      threshold_op)
 
 

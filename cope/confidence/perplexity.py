@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from cope.confidence.base import Decision, Rule, StageSamples
 from cope.errors import BackendError, ConfigError
-from cope.tasks.base import Verdict
+from cope.tasks.base import Vote
 
 
 def mean_nll(logprobs: Sequence[float] | None) -> float | None:
@@ -92,17 +92,17 @@ class LowestPerplexity(Rule):
             answers.append(text)
         chosen = lowest(scores, samples.rng)
         if chosen is None:
-            verdict = Verdict(answer=None, confidence=0.0, support=[], answers=answers)
+            vote = Vote(answer=None, confidence=0.0, support=[], answers=answers)
         else:
-            verdict = Verdict(answer=answers[chosen], confidence=1.0 / scores[chosen],
+            vote = Vote(answer=answers[chosen], confidence=1.0 / scores[chosen],
                               support=[chosen], answers=answers)
-        return Decision(verdict, perplexities=scores)
+        return Decision(vote, perplexities=scores)
 
     def accepts(self, decision: Decision, stage, threshold_op: str) -> bool:
-        verdict = decision.verdict
-        if verdict.answer is None:
+        vote = decision.vote
+        if vote.answer is None:
             return False
-        return within(decision.perplexities[verdict.support[0]], stage.max_perplexity)
+        return within(decision.perplexities[vote.support[0]], stage.max_perplexity)
 
 
 RULE = LowestPerplexity()

@@ -38,11 +38,11 @@ class ScorerRule(Rule):
 
     async def decide(self, samples: StageSamples) -> Decision:
         own = load_rule(samples.task.own_rule)
-        verdict = (await own.decide(samples)).verdict
-        response = scored_response(samples.texts, verdict.support)
+        vote = (await own.decide(samples)).vote
+        response = scored_response(samples.texts, vote.support)
         probability = await asyncio.to_thread(samples.scorer.probability,
                                               samples.problem.question, response)
-        return Decision(replace(verdict, confidence=float(probability)))
+        return Decision(replace(vote, confidence=float(probability)))
 
 
 RULE = ScorerRule()

@@ -11,10 +11,10 @@ import asyncio
 
 from cope.confidence.base import Decision, Rule, StageSamples
 from cope.errors import ConfigError
-from cope.tasks.base import Verdict
+from cope.tasks.base import Vote
 
 
-def filter_by_tests(task, problem, texts: list[str], rng) -> Verdict:
+def filter_by_tests(task, problem, texts: list[str], rng) -> Vote:
     codes = [task.extract(problem, text) for text in texts]
     written = [i for i, code in enumerate(codes) if code is not None]
     unique = list(dict.fromkeys(codes[i] for i in written))  # greedy samples repeat
@@ -22,11 +22,11 @@ def filter_by_tests(task, problem, texts: list[str], rng) -> Verdict:
     ran = [None if code is None else results[code].isolation for code in codes]
     passing = [i for i in written if results[codes[i]].passed]
     if passing:
-        return Verdict(answer=codes[rng.choice(passing)], confidence=1.0, support=passing,
+        return Vote(answer=codes[rng.choice(passing)], confidence=1.0, support=passing,
                        answers=codes, sandbox=ran)
     if not written:
-        return Verdict(answer=None, confidence=0.0, support=[], answers=codes, sandbox=ran)
-    return Verdict(answer=codes[rng.choice(written)], confidence=0.0, support=[],
+        return Vote(answer=None, confidence=0.0, support=[], answers=codes, sandbox=ran)
+    return Vote(answer=codes[rng.choice(written)], confidence=0.0, support=[],
                    answers=codes, sandbox=ran)
 
 

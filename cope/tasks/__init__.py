@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 from cope.errors import ConfigError, unknown_name
-from cope.tasks.base import Plan, Problem, Task, Verdict
+from cope.tasks.base import Plan, Problem, Task, Vote
 
 # name -> (module, class)
 TASKS: dict[str, tuple[str, str]] = {
@@ -32,4 +32,4 @@ def create_task(cfg) -> Task:
     return task_class(cfg.name)(cfg)
 
 
-__all__ = ["TASKS", "Plan", "Problem", "Task", "Verdict", "create_task", "task_class"]
+__all__ = ["TASKS", "Plan", "Problem", "Task", "Vote", "create_task", "task_class"]

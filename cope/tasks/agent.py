@@ -20,9 +20,9 @@ from cope.agent.env import GameEnv, GameState, TextWorldEnv
 from cope.agent.episode import EpisodeSolver
 from cope.agent.games import GameSettings, game_metadata, generate_games, list_games
 from cope.errors import DataError
-from cope.generation import Message
 from cope.paths import cope_home
-from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
+from cope.samples import Message
+from cope.tasks.base import Plan, Problem, Task, Vote, render_plans
 
 GOAL_PLANNER = (
     "You are coaching a player of a text adventure game. In one sentence, state the goal of "
@@ -84,7 +84,7 @@ class AgentTask(Task):
         return actions.choose_command(text, problem.meta.get("admissible"))
 
     def vote(self, problem: Problem, answers: list[str | None],
-             rng: random.Random | None = None) -> Verdict:
+             rng: random.Random | None = None) -> Vote:
         return actions.vote(answers, rng)
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:

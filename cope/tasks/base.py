@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cope.errors import ConfigError, DataError
-from cope.generation import Message
+from cope.samples import Message
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def render_plans(plans: list[Plan]) -> str:
 
 
 @dataclass
-class Verdict:
+class Vote:
     """What a stage's samples say: its answer, how confident it is, which samples back it."""
 
     answer: str | None  # None when every sample abstained
@@ -130,8 +130,8 @@ class Task(ABC):
         raise self._unsupported("program-of-thought answers (style pot or mixed)")
 
     def vote(self, problem: Problem, answers: list[str | None],
-             rng: random.Random | None = None) -> Verdict:
-        """Combine per-sample answers (None: abstained) into a verdict."""
+             rng: random.Random | None = None) -> Vote:
+        """Combine per-sample answers (None: abstained) into a vote."""
         raise self._unsupported("voting over per-sample answers")
 
     def _unsupported(self, what: str) -> ConfigError:

@@ -15,7 +15,7 @@ import asyncio
 import re
 from functools import cached_property
 
-from cope.generation import Message
+from cope.samples import Message
 from cope.sandbox import Sandbox, TestJob, TestResult, default_sandbox
 from cope.tasks.base import Plan, Problem, Task, render_plans
 

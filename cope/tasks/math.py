@@ -18,8 +18,8 @@ from functools import lru_cache
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from cope import sandbox
-from cope.generation import Message
-from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
+from cope.samples import Message
+from cope.tasks.base import Plan, Problem, Task, Vote, render_plans
 from cope.tasks.program_of_thought import (
     ProgramError,
     extract_program,
@@ -161,7 +161,7 @@ def grade(response: str, gold: str) -> bool:
     return equivalent(extract_answer(response, last_number_fallback=False), gold)
 
 
-def majority_vote(answers: list[str | None], rng: random.Random | None = None) -> Verdict:
+def majority_vote(answers: list[str | None], rng: random.Random | None = None) -> Vote:
     """Group equivalent answers; the largest group wins.
 
     Confidence is the winning group's size over all samples, abstentions included, as in
@@ -179,11 +179,11 @@ def majority_vote(answers: list[str | None], rng: random.Random | None = None) -
         else:
             groups.append((answer, [i]))
     if not groups:
-        return Verdict(answer=None, confidence=0.0, support=[], answers=list(answers))
+        return Vote(answer=None, confidence=0.0, support=[], answers=list(answers))
     top = max(len(members) for _, members in groups)
     tied = [group for group in groups if len(group[1]) == top]
     best, support = rng.choice(tied) if rng is not None and len(tied) > 1 else tied[0]
-    return Verdict(
+    return Vote(
         answer=best, confidence=top / len(answers), support=support, answers=list(answers),
         tied=len(tied),
     )
@@ -255,7 +255,7 @@ class MathTask(Task):
         return self.extract(problem, line) or _clean(line) or None
 
     def vote(self, problem: Problem, answers: list[str | None],
-             rng: random.Random | None = None) -> Verdict:
+             rng: random.Random | None = None) -> Vote:
         return majority_vote(answers, rng)
 
     def is_correct(self, problem: Problem, answer: str | None) -> bool:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from cope.engine import ProblemResult
 from cope.errors import ConfigError, DataError
-from cope.generation import Message
 from cope.generator import RetaggingGenerator
-from cope.tasks.base import Plan, Problem, Task, Verdict, render_plans
+from cope.samples import Message
+from cope.tasks.base import Plan, Problem, Task, Vote, render_plans
 from cope.tasks.data_files import read_data_lines, require, resolve_source
 
 if TYPE_CHECKING:
@@ -179,14 +179,14 @@ class MTBench(Task):
         return text.strip() or None
 
     def vote(self, problem: Problem, answers: list[str | None],
-             rng: random.Random | None = None) -> Verdict:
+             rng: random.Random | None = None) -> Vote:
         """One response answers as it is (a stage of one sample, e.g. the large model
         alone); several cannot be voted on (config validation refuses such stages)."""
         if len(answers) != 1:
             raise ConfigError(f"Task '{self.name}' cannot vote over {len(answers)} open-ended "
                               "responses: use confidence=perplexity.")
         answer = answers[0]
-        return Verdict(answer=answer, confidence=1.0 if answer else 0.0,
+        return Vote(answer=answer, confidence=1.0 if answer else 0.0,
                        support=[0] if answer else [], answers=[answer])
 
     def is_correct(self, problem: Problem, answer: str | None) -> None:

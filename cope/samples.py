@@ -1,4 +1,4 @@
-"""Backend-neutral generation types: what is asked of a model and what comes back.
+"""Samples, backend-neutral: what is asked of a model and what comes back.
 
 A request is "sample i of prompt P from model M with sampling parameters S". That tuple,
 with the settings the model runs under (cope/identity.py), is also the identity of a sample
