@@ -50,6 +50,13 @@ class ThresholdOp(StrEnum):
     ge = "ge"  # confidence >= threshold
 
 
+class Batching(StrEnum):
+    """How the embedded llama.cpp backend batches (backend.batch_size > 1)."""
+
+    fixed = "fixed"  # a stage's executions of one problem together: reproducible bit for bit
+    continuous = "continuous"  # every sequence in flight, slots refilled as they finish: fast
+
+
 class CacheMode(StrEnum):
     readwrite = "readwrite"  # look up, store misses
     readonly = "readonly"  # replay: a miss is an error
@@ -236,6 +243,11 @@ class BackendConfig:
     # one request at a time, whose seeded samples reproduce exactly on their own
     batch_size: int = 8
     batch_n_ctx: int = 16384  # KV cells shared by a batch (per sequence: batch_n_ctx / batch_size)
+    # fixed: the sequences of one generate call (a stage of one problem) decoded together;
+    # continuous: one batch per model for every problem and stage in flight, a finished
+    # sequence's slot refilled at once (cope/backends/llamacpp_continuous.py). Its samples
+    # depend on what shared their batch: the cache replays them, nothing else does.
+    batching: Batching = Batching.fixed
     # wall-clock seconds a call (one request, or one batch) may decode for; when spent, decoding
     # stops at the next token and the samples are recorded as failed (finish_reason
     # "error: timeout ..."). null: no limit
@@ -391,6 +403,9 @@ def validate(cfg: DictConfig | CopeConfig) -> None:
                           f"{', '.join(ISOLATIONS)}.")
     if cfg.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={cfg.backend.batch_size}: must be at least 1.")
+    if cfg.backend.batching == Batching.continuous and cfg.backend.batch_size < 2:
+        raise ConfigError("backend.batching=continuous keeps several sequences in one batch: "
+                          f"set backend.batch_size to 2 or more (it is {cfg.backend.batch_size}).")
     if cfg.backend.timeout_s is not None and cfg.backend.timeout_s <= 0:
         raise ConfigError(f"backend.timeout_s={cfg.backend.timeout_s}: must be > 0 (or null for "
                           "no limit).")

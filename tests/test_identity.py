@@ -4,6 +4,7 @@ one documented list of settings that cannot change an output."""
 
 import copy
 import dataclasses
+import enum
 import shutil
 import typing
 
@@ -37,6 +38,8 @@ def changed(value, hint):
     optional = typing.get_origin(hint) is typing.Union
     kind = [k for k in typing.get_args(hint) if k is not type(None)][0] if optional else hint
     kind = typing.get_origin(kind) or kind
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):  # a closed set: another member
+        return next(member for member in kind if member != value)
     if value is None:
         return {int: 7, float: 1.5, str: "other", bool: True, list: ["x"], dict: {"k": 1}}[kind]
     if kind is bool:

@@ -14,6 +14,7 @@ and top-p), as OpenAI-compatible servers report it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -89,11 +90,20 @@ class LlamaCppBackend(Backend):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         # set by stop(): decoding in progress ends at its next token
         self._stopping = threading.Event()
+        self._continuous = (getattr(cfg, "batching", "fixed") == "continuous"
+                            and cfg.batch_size > 1)
+        self._scheduler = None
+        if self._continuous:
+            from cope.backends.llamacpp_continuous import Scheduler  # needs llama_cpp: lazy
+
+            self._scheduler = Scheduler(self._worker.submit, self._stopping)
 
     def _identity(self, model_cfg, sha256: str) -> str:
         identity = f"{model_cfg.identity}@gguf-sha256:{sha256}"
         # both change outputs in the last bits: keep their samples apart in the cache
-        if self.cfg.batch_size > 1:
+        if self._continuous:
+            identity += "+continuous"
+        elif self.cfg.batch_size > 1:
             identity += "+batched"
         elif self.cfg.reuse_prefix:
             identity += "+prefix-reuse"
@@ -119,7 +129,16 @@ class LlamaCppBackend(Backend):
             if "tokenizer.chat_template" in llm.metadata:
                 llm.chat_format = "chat_template.default"  # the GGUF's own template, never a guess
             self._models[identity] = llm
-            if self.cfg.batch_size > 1:
+            if self._continuous:
+                from cope.backends.llamacpp_continuous import (
+                    ContinuousDecoder,  # needs llama_cpp: lazy
+                )
+
+                decoder = ContinuousDecoder(llm, self.cfg.batch_size, self.cfg.batch_n_ctx,
+                                            threads, self.cfg.n_batch)
+                self._decoders[identity] = decoder
+                self._scheduler.decoders.append(decoder)
+            elif self.cfg.batch_size > 1:
                 from cope.backends.llamacpp_batch import (
                     BatchDecoder,  # needs llama_cpp: lazy
                 )
@@ -231,13 +250,65 @@ class LlamaCppBackend(Backend):
         ]
 
     def joint_batches(self, requests: Sequence[BackendRequest]) -> list[list[int]]:
-        if self.cfg.batch_size <= 1:
+        # continuous batches have no composition a key could name (the identity says so)
+        if self.cfg.batch_size <= 1 or self._continuous:
             return []
         return chunk_positions(requests, lambda r: r.model_identity, self.cfg.batch_size)
+
+    async def _generate_continuous(self, requests: Sequence[BackendRequest],
+                                   on_complete: OnComplete | None) -> list[Completion]:
+        """Each model's requests join its decoder's queue as one group; completions come
+        back as each sequence finishes."""
+        from cope.backends.llamacpp_batch import (  # needs llama_cpp: lazy
+            SequenceParams,
+            chat_prompt_tokens,
+            detokenize,
+        )
+        from cope.backends.llamacpp_continuous import Job
+
+        loop = asyncio.get_running_loop()
+        results: list[Completion | None] = [None] * len(requests)
+        futures = [loop.create_future() for _ in requests]
+        start = time.perf_counter()
+
+        def finished(i: int, llm, result) -> None:  # in the decoding thread
+            completion = Completion(
+                text=detokenize(llm, result.tokens), prompt_tokens=result.prompt_tokens,
+                completion_tokens=len(result.tokens), finish_reason=result.finish_reason,
+                latency_s=time.perf_counter() - start,
+                token_logprobs=tuple(result.logprobs) if result.logprobs is not None else None)
+            loop.call_soon_threadsafe(_settle, i, completion)
+
+        def _settle(i: int, completion: Completion) -> None:
+            results[i] = completion
+            if on_complete is not None:
+                on_complete(i, completion)
+            if not futures[i].done():
+                futures[i].set_result(None)
+
+        for positions in chunk_positions(requests, lambda r: r.model_identity, len(requests)):
+            identity = requests[positions[0]].model_identity
+            llm = self._models.get(identity)
+            if llm is None:
+                raise BackendError(f"llama.cpp backend has no model '{identity}'.")
+            prompts = await asyncio.to_thread(
+                lambda: [chat_prompt_tokens(llm, messages_to_dicts(requests[i].messages))
+                         for i in positions])
+            deadline = Deadline.after(self._timeout, self._stopping)
+            jobs = [Job(prompt, SequenceParams(r.params.temperature, r.params.top_p,
+                                               r.params.seed, r.params.max_tokens,
+                                               r.want_logprobs),
+                        lambda result, i=i, llm=llm: finished(i, llm, result), deadline)
+                    for i, prompt, r in ((i, p, requests[i]) for i, p in zip(positions, prompts))]
+            self._scheduler.submit(self._decoders[identity], jobs)
+        await asyncio.gather(*futures)
+        return results  # type: ignore[return-value]
 
     async def generate(
         self, requests: Sequence[BackendRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
+        if self._continuous:
+            return await self._generate_continuous(requests, on_complete)
         if self.cfg.batch_size > 1:
             return await generate_in_chunks(requests, lambda r: r.model_identity,
                                             self.cfg.batch_size, self._complete_batch, on_complete,

@@ -74,7 +74,7 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
     return length
 
 
-class _Sampler:
+class Sampler:
     """A llama.cpp sampler chain: temperature and top-p, then a seeded draw (or greedy)."""
 
     def __init__(self, params: SequenceParams) -> None:
@@ -153,7 +153,7 @@ class BatchDecoder:
         llama_cpp.llama_memory_clear(self.memory, True)
         # every sequence keeps at least its last prompt token: its logits start the answer
         shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
-        samplers = [_Sampler(p) for p in params]
+        samplers = [Sampler(p) for p in params]
         outputs: list[list[int]] = [[] for _ in range(n)]
         finish = ["length"] * n
         first_tokens: dict[int, int] = {}

@@ -1,0 +1,270 @@
+"""Continuous batching for llama.cpp: one decode batch per model that stays full.
+
+`backend.batching=continuous`: the sequences of every problem and stage in flight share one
+llama.cpp context per model. Each step decodes one token of every resident sequence; a
+sequence that finishes gives its slot, and its KV cells, to the next one waiting, so the
+batch does not empty as a stage's sequences finish one by one. The requests of one
+`generate` call (a stage's executions of one problem) are admitted together when they fit,
+and the prompt prefix they share is evaluated once for all of them. One worker thread runs
+the steps of every model in turns, so the large model decodes while the small one does.
+
+A sample decoded this way depends in its last bits on whatever else shared its batch, which
+no later run can repeat: the fast mode samples from the model's distribution, the cache
+replays it exactly, and without the cache only `backend.batching=fixed` (or batch_size 1)
+reproduces seeded samples bit for bit. Such samples carry a model identity of their own.
+
+Admission keeps the context from overflowing: a sequence is admitted only when its prompt and
+max_tokens fit in the cells left; one that cannot fit even alone is a failed sample.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import llama_cpp
+import numpy as np
+
+from cope.backends.deadline import Deadline
+from cope.backends.llamacpp_batch import (
+    Sampler,
+    SequenceParams,
+    SequenceResult,
+    common_prefix_length,
+    token_logprob,
+)
+
+
+@dataclass
+class Job:
+    """One sequence to decode, and where its result goes."""
+
+    prompt: list[int]
+    params: SequenceParams
+    done: Callable[[SequenceResult], None]  # called once, from the decoding thread
+    deadline: Deadline | None = None
+
+
+@dataclass
+class _Resident:
+    job: Job
+    slot: int
+    sampler: Sampler
+    position: int = 0
+    last: int = -1  # the token to feed next
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+class ContinuousDecoder:
+    """One llama.cpp context with `n_seq_max` slots sharing `n_ctx` KV cells."""
+
+    def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx: int, n_threads: int,
+                 n_batch: int = 512) -> None:
+        self.llm = llm
+        self.n_seq_max = n_seq_max
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = params.n_threads_batch = n_threads
+        params.kv_unified = True  # a shared prefix lives once, in cells its sequences all see
+        params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a batched context")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, n_seq_max)
+        self.waiting: deque[list[Job]] = deque()  # groups, in the order they were asked for
+        self.resident: dict[int, _Resident] = {}
+        self.free = list(range(n_seq_max))
+        self.reserved = 0  # KV cells promised to resident sequences (prompt + max_tokens)
+
+    # --- the queue (any thread) -------------------------------------------------------
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queue a group of jobs (Scheduler.submit is the way in from another thread)."""
+        self.waiting.append(list(jobs))
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.resident)
+
+    # --- decoding (the worker thread) -------------------------------------------------
+
+    def step(self) -> None:
+        """Admit what fits, then decode one token of every resident sequence."""
+        self._admit()
+        if not self.resident:
+            return
+        order = [seq for seq in self.resident.values() if seq.last >= 0]
+        if not order:
+            return
+        self._clear_batch()
+        for seq in order:
+            self._add(seq.last, seq.position, [seq.slot], True)
+            seq.position += 1
+        self._decode()
+        for j, seq in enumerate(order):
+            self._take(seq, j)
+
+    def stop_all(self, reason: str) -> None:
+        """End every sequence, resident or waiting, with `reason` as its finish reason."""
+        for seq in list(self.resident.values()):
+            self._finish(seq, reason)
+        while self.waiting:
+            for job in self.waiting.popleft():
+                job.done(SequenceResult([], len(job.prompt), reason,
+                                        [] if job.params.logprobs else None))
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_cpp.llama_batch_free(self.batch)
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+
+    def _need(self, job: Job) -> int:
+        return len(job.prompt) + job.params.max_tokens + 1
+
+    def _admit(self) -> None:
+        """Jobs that fit, group by group in order; a group's shared prefix evaluated once."""
+        admitted: list[Job] = []
+        while self.waiting and len(admitted) < len(self.free):
+            group = self.waiting[0]
+            while group and len(admitted) < len(self.free):
+                job = group[0]
+                need = self._need(job)
+                if need > self.n_ctx:
+                    group.pop(0)
+                    job.done(SequenceResult(
+                        [], len(job.prompt), f"error: prompt and max_tokens need {need} KV "
+                        f"cells, backend.batch_n_ctx has {self.n_ctx}",
+                        [] if job.params.logprobs else None))
+                    continue
+                if self.reserved + need > self.n_ctx:
+                    break
+                group.pop(0)
+                self.reserved += need
+                admitted.append(job)
+            if group:
+                break  # the rest waits for cells or slots, and so does every later group
+            self.waiting.popleft()
+        if admitted:
+            self._prefill(admitted)
+
+    def _prefill(self, jobs: list[Job]) -> None:
+        seqs = [_Resident(job, self.free.pop(0), Sampler(job.params)) for job in jobs]
+        for seq in seqs:  # resident from here on: stop_all reaches them if a decode fails
+            self.resident[seq.slot] = seq
+        prompts = [job.prompt for job in jobs]
+        # every sequence keeps at least its last prompt token: its logits start the answer
+        shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
+        slots = [seq.slot for seq in seqs]
+        pending = [(prompts[0][i], i, slots, None) for i in range(shared)]
+        for seq, prompt in zip(seqs, prompts):
+            pending += [(prompt[i], i, [seq.slot], seq if i == len(prompt) - 1 else None)
+                        for i in range(shared, len(prompt))]
+        for start in range(0, len(pending), self.n_batch):
+            chunk = pending[start:start + self.n_batch]
+            self._clear_batch()
+            for token, pos, ids, owner in chunk:
+                self._add(token, pos, ids, owner is not None)
+            self._decode()
+            for j, (_, _, _, owner) in enumerate(chunk):
+                if owner is not None:
+                    owner.position = len(owner.job.prompt)
+                    self._take(owner, j)
+
+    def _take(self, seq: _Resident, index: int) -> None:
+        """Sample the sequence's next token from batch position `index`."""
+        token = seq.sampler.sample(self.ctx, index)
+        if seq.job.params.logprobs:
+            pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
+            seq.logprobs.append(token_logprob(np.ctypeslib.as_array(
+                pointer, shape=(self.n_vocab,)), token))
+        deadline = seq.job.deadline
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            self._finish(seq, "stop")
+        elif deadline is not None and deadline.check():
+            seq.tokens.append(token)
+            self._finish(seq, deadline.reason())
+        else:
+            seq.tokens.append(token)
+            seq.last = token
+            if len(seq.tokens) >= seq.job.params.max_tokens:
+                self._finish(seq, "length")
+
+    def _finish(self, seq: _Resident, reason: str) -> None:
+        self.resident.pop(seq.slot, None)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
+        self.free.append(seq.slot)
+        self.reserved -= self._need(seq.job)
+        seq.sampler.close()
+        logprobs = seq.logprobs[:len(seq.tokens)] if seq.job.params.logprobs else None
+        seq.job.done(SequenceResult(seq.tokens, len(seq.job.prompt), reason, logprobs))
+
+    def _clear_batch(self) -> None:
+        self.batch.n_tokens = 0
+
+    def _add(self, token: int, pos: int, seq_ids: list[int], logits: bool) -> None:
+        b = self.batch
+        j = b.n_tokens
+        b.token[j], b.pos[j], b.n_seq_id[j] = token, pos, len(seq_ids)
+        for k, seq in enumerate(seq_ids):
+            b.seq_id[j][k] = seq
+        b.logits[j] = logits
+        b.n_tokens = j + 1
+
+    def _decode(self) -> None:
+        status = llama_cpp.llama_decode(self.ctx, self.batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status}")
+
+
+class Scheduler:
+    """The decoding loop of every model's ContinuousDecoder, in one thread: a step of each
+    model with work in turns, until none has any. `submit` starts it when it is not running."""
+
+    def __init__(self, run_in_worker: Callable[[Callable[[], None]], None],
+                 stopping: threading.Event) -> None:
+        self.decoders: list[ContinuousDecoder] = []
+        self._run_in_worker = run_in_worker
+        self._stopping = stopping
+        self._lock = threading.Lock()
+        self._running = False
+
+    def submit(self, decoder: ContinuousDecoder, jobs: list[Job]) -> None:
+        # under the lock that the loop's last look for work takes: a job is either seen by
+        # a running loop or starts a new one
+        with self._lock:
+            decoder.submit(jobs)
+            if self._running:
+                return
+            self._running = True
+        self._run_in_worker(self._loop)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                if self._stopping.is_set():
+                    for decoder in self.decoders:
+                        decoder.stop_all("error: stopped")
+                with self._lock:
+                    if not any(decoder.busy for decoder in self.decoders):
+                        self._running = False
+                        return
+                for decoder in self.decoders:
+                    if decoder.busy:
+                        decoder.step()
+        except BaseException as exc:
+            for decoder in self.decoders:
+                decoder.stop_all(f"error: {exc}")
+            with self._lock:
+                self._running = False
+            raise

@@ -1,0 +1,101 @@
+"""backend.batching=continuous: one llama.cpp batch per model for every sequence in flight,
+slots refilled as sequences finish; with the tiny packaged model."""
+
+import asyncio
+
+import pytest
+
+from cope.backends.llamacpp import LlamaCppBackend
+from cope.runner import run
+from cope.samples import BackendRequest, SamplingParams
+
+pytestmark = pytest.mark.integration
+
+TINY = ["pair=tiny-cpu", "task=gsm8k", "backend.n_ctx=1024", "backend.n_threads=1"]
+PROMPTS = ["Count from one to ten.", "Name three colours.", "What is 2 + 3?",
+           "Say hello in French.", "List four animals.", "Spell the word cat."]
+
+
+def backend_for(make_config, *overrides):
+    cfg = make_config(*TINY, "backend.batching=continuous", *overrides)
+    backend = LlamaCppBackend(cfg.backend)
+    identity = backend.add_model("smollm2-135m", cfg.models["smollm2-135m"])
+    return backend, identity
+
+
+def requests_for(identity, prompts, max_tokens=24, temperature=0.0, logprobs=False):
+    return [BackendRequest(identity, (("user", prompt),),
+                           SamplingParams(temperature, max_tokens, seed=7 + i), i, logprobs)
+            for i, prompt in enumerate(prompts)]
+
+
+def test_more_sequences_than_slots_all_finish_and_report_as_they_go(make_config):
+    backend, identity = backend_for(make_config, "backend.batch_size=2",
+                                    "backend.batch_n_ctx=1024")
+    assert identity.endswith("+continuous")
+    seen = []
+    try:
+        completions = asyncio.run(backend.generate(
+            requests_for(identity, PROMPTS, logprobs=True),
+            on_complete=lambda i, c: seen.append(i)))
+    finally:
+        backend.close()
+    assert sorted(seen) == list(range(len(PROMPTS)))
+    for completion in completions:
+        assert not completion.failed and completion.text.strip()
+        assert 0 < completion.completion_tokens <= 24
+        assert len(completion.token_logprobs) == completion.completion_tokens
+        assert all(lp <= 0.0 for lp in completion.token_logprobs)
+
+
+def test_calls_from_several_problems_share_the_batch(make_config):
+    """Three generate calls in flight at once, as three problems would make them."""
+    backend, identity = backend_for(make_config, "backend.batch_size=4",
+                                    "backend.batch_n_ctx=2048")
+
+    async def three_problems():
+        calls = [backend.generate(requests_for(identity, PROMPTS[k:k + 2]))
+                 for k in (0, 2, 4)]
+        return await asyncio.gather(*calls)
+
+    try:
+        results = asyncio.run(three_problems())
+    finally:
+        backend.close()
+    assert [len(r) for r in results] == [2, 2, 2]
+    assert all(not c.failed and c.completion_tokens > 0 for r in results for c in r)
+
+
+def test_a_sequence_that_cannot_fit_fails_alone(make_config):
+    backend, identity = backend_for(make_config, "backend.batch_size=2",
+                                    "backend.batch_n_ctx=256")
+    try:
+        completions = asyncio.run(backend.generate(
+            requests_for(identity, ["Hi."], max_tokens=16)
+            + requests_for(identity, ["Hello."], max_tokens=400)))
+    finally:
+        backend.close()
+    fits, too_big = completions
+    assert not fits.failed and fits.completion_tokens > 0
+    assert too_big.failed and "KV cells" in too_big.finish_reason
+
+
+def test_a_run_in_continuous_mode_replays_from_the_cache(make_config, tmp_path):
+    overrides = [*TINY, "backend.batching=continuous", "backend.batch_size=4",
+                 "backend.batch_n_ctx=4096", "task.limit=3", "concurrency=3",
+                 "method=cope", "method.votes=2", "method.max_tokens=24",
+                 "method.plan_max_tokens=12"]
+    first = run(make_config(*overrides, f"run_dir={tmp_path / 'first'}"))
+    again = run(make_config(*overrides, f"run_dir={tmp_path / 'again'}"))
+    assert first.metrics["n_problems"] == 3 and first.metrics["backend_calls"] > 0
+    assert again.metrics["backend_calls"] == 0
+    assert ((tmp_path / "first" / "problems.jsonl").read_bytes()
+            == (tmp_path / "again" / "problems.jsonl").read_bytes())
+
+
+def test_continuous_batching_needs_room_for_two(make_config):
+    from cope.config import validate
+    from cope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size to 2 or more"):
+        validate(make_config(*TINY, "backend.batching=continuous", "backend.batch_size=1"))
