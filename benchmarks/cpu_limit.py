@@ -9,8 +9,12 @@
    batch never thins out). Tokens per second of the decode at each B, and of the prompt's
    evaluation; medians of `--repeats`.
 2. cope. The quickstart (`experiment=quickstart`: COPE on 10 GSM8K problems) with the cache
-   off, in a process of its own; its metrics give the wall time and the tokens each model
-   evaluated and generated.
+   off, in a process of its own, on two paths in turns: `fixed` (as committed: one problem
+   at a time, a stage's executions batched together, reproducible bit for bit) and
+   `continuous` (backend.batching=continuous, 10 problems in flight, one batch per model
+   kept full). Their metrics give the wall time and the tokens each model evaluated and
+   generated; their records, per problem, the answer's correctness and each stage's
+   consensus, compared pairwise (McNemar exact; Wilcoxon signed-rank on stage 1's consensus).
 3. The share. The time the limit needs for the quickstart's work: each model's completion
    tokens at its best batched rate (decode only), and the same plus its prompt tokens at its
    prompt rate (an upper bound: cope evaluates a shared prefix once); over cope's wall time.
@@ -136,6 +140,13 @@ def measure_limit(batch_sizes: list[int], steps: int, repeats: int, threads: int
     return out
 
 
+PATHS = {
+    "fixed": [],
+    "continuous": ["backend.batching=continuous", "backend.batch_size=16",
+                   "backend.batch_n_ctx=16384", "concurrency=10"],
+}
+
+
 def run_quickstart(extra: list[str]) -> dict:
     """The quickstart through cope in a process of its own, cache off; its metrics."""
     with tempfile.TemporaryDirectory(prefix="cope-cpu-limit-") as scratch:
@@ -149,7 +160,12 @@ def run_quickstart(extra: list[str]) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"the quickstart failed:\n{done.stderr[-3000:]}")
         metrics = json.loads((run_dir / "metrics.json").read_text())
+        rows = [json.loads(line) for line in (run_dir / "problems.jsonl").read_text().splitlines()]
         return {"overrides": extra, "process_s": round(elapsed, 1),
+                "problems": [{"id": r["id"], "correct": r["correct"],
+                              "resolved_stage": r["resolved_stage"],
+                              "consensus": {st["stage"]: st["consensus"] for st in r["stages"]}}
+                             for r in rows],
                 "wall_time_s": metrics["wall_time_s"], "accuracy": metrics["accuracy"],
                 "cost_usd_per_million": metrics["cost_usd_per_million"],
                 "resolved_by_stage": metrics["resolved_by_stage"],
@@ -176,6 +192,32 @@ def share_of_limit(run: dict, limit: dict) -> dict:
             "generated_tokens_per_s": round(generated / wall, 1)}
 
 
+def compare(fixed: dict, fast: dict) -> dict:
+    """The fast path's answers against the reproducible path's, problem by problem."""
+    from scipy.stats import wilcoxon
+
+    from analysis.stats import mcnemar_exact
+
+    a = {p["id"]: p for p in fast["problems"]}
+    b = {p["id"]: p for p in fixed["problems"]}
+    ids = [i for i in b if i in a]
+    test = mcnemar_exact([a[i]["correct"] for i in ids], [b[i]["correct"] for i in ids])
+    s1 = [(a[i]["consensus"].get("s1"), b[i]["consensus"].get("s1")) for i in ids]
+    s1 = [(x, y) for x, y in s1 if x is not None and y is not None]
+    differences = [x - y for x, y in s1]
+    wilcoxon_p = (float(wilcoxon(differences).pvalue) if any(differences) else 1.0)
+    return {"problems": len(ids),
+            "correct_fixed": sum(bool(b[i]["correct"]) for i in ids),
+            "correct_continuous": sum(bool(a[i]["correct"]) for i in ids),
+            "only_continuous_right": test.only_a, "only_fixed_right": test.only_b,
+            "mcnemar_p": test.p_value,
+            "s1_consensus_mean_fixed": round(sum(y for _, y in s1) / len(s1), 3) if s1 else None,
+            "s1_consensus_mean_continuous": round(sum(x for x, _ in s1) / len(s1), 3) if s1 else None,
+            "s1_consensus_wilcoxon_p": wilcoxon_p,
+            "same_resolving_stage": sum(a[i]["resolved_stage"] == b[i]["resolved_stage"]
+                                        for i in ids)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
@@ -189,22 +231,37 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     limit = measure_limit(args.batch_sizes, args.steps, args.repeats, threads)
     print(json.dumps(limit, indent=1))
-    runs = []
-    for _ in range(args.quickstart_runs):
-        run = run_quickstart([])
-        run["share"] = share_of_limit(run, limit)
-        print(json.dumps(run, indent=1))
-        runs.append(run)
+    runs: dict[str, list[dict]] = {path: [] for path in PATHS}
+    for turn in range(args.quickstart_runs):
+        order = list(PATHS) if turn % 2 == 0 else list(reversed(PATHS))
+        for path in order:
+            run = run_quickstart(PATHS[path])
+            run["share"] = share_of_limit(run, limit)
+            print(path, json.dumps({k: v for k, v in run.items() if k != "problems"}, indent=1))
+            runs[path].append(run)
+    summary = {}
+    if args.quickstart_runs:
+        wall = {path: statistics.median(r["wall_time_s"] for r in rs) for path, rs in runs.items()}
+        summary = {"wall_time_s": wall,
+                   "continuous_over_fixed_wall_time": round(wall["continuous"] / wall["fixed"], 3),
+                   "share_of_limit_with_prompts": {
+                       path: statistics.median(r["share"]["share_with_prompts"] for r in rs)
+                       for path, rs in runs.items()},
+                   "share_of_limit_decode_only": {
+                       path: statistics.median(r["share"]["share_decode_only"] for r in rs)
+                       for path, rs in runs.items()},
+                   "distributions": compare(runs["fixed"][0], runs["continuous"][0])}
+        print(json.dumps(summary, indent=1))
     # the limit again after the runs: a machine that got busier shows in the difference
     after = measure_limit([max(limit[a]["best_width"] for a in limit)], args.steps, 1, threads) \
-        if runs else None
+        if args.quickstart_runs else None
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": {"cpus": threads, "platform": platform.platform(),
                     "load_average_before": round(load_before, 2),
                     "load_average_after": round(os.getloadavg()[0], 2)},
         "llama_cpp_python": llama_cpp.__version__, "steps": args.steps, "repeats": args.repeats,
-        "limit": limit, "limit_after": after, "quickstart": runs,
+        "limit": limit, "limit_after": after, "summary": summary, "quickstart": runs,
         "took_s": round(time.time() - started, 1),
     }, indent=1) + "\n")
     print(f"wrote {RESULTS}")

@@ -19,7 +19,8 @@ logprobs and 2 of 4 in their texts; keyed by batch, a run reproduces its samples
 bit with or without the cache, and a `votes=4` run does not reuse samples of a `votes=8`
 batch. A batch with one sample missing from the cache is decoded whole again, as it was the
 first time. Servers batch requests as they arrive, which no key can name (`concurrency`
-below).
+below), and so does llama.cpp with `backend.batching=continuous`: its samples carry a model
+identity of their own (`+continuous`) and reproduce through the cache alone.
 
 Keys made before this version (KEY_VERSION 1, which knew the model identity and the
 sampling parameters only) and batched samples' keys made before they named their batch never

@@ -99,3 +99,25 @@ def test_continuous_batching_needs_room_for_two(make_config):
 
     with pytest.raises(ConfigError, match="batch_size to 2 or more"):
         validate(make_config(*TINY, "backend.batching=continuous", "backend.batch_size=1"))
+
+
+def test_a_prompt_a_resident_sequence_holds_is_not_evaluated_again(make_config):
+    """Two slots, three sequences of one prompt: the first two share its evaluation; the
+    third, admitted when the first ends, takes its KV cells from the second, still decoding."""
+    backend, identity = backend_for(make_config, "backend.batch_size=2",
+                                    "backend.batch_n_ctx=1024")
+    prompt = "Describe, in a few sentences, how bread is made from flour, water and yeast."
+    requests = [BackendRequest(identity, (("user", prompt),), SamplingParams(0.8, n, seed=i), i)
+                for i, n in enumerate((2, 40, 2))]
+    try:
+        completions = asyncio.run(backend.generate(requests))
+        decoder = backend._decoders[identity]
+        evaluated = decoder.prompt_tokens_evaluated
+    finally:
+        backend.close()
+    prompt_tokens = completions[0].prompt_tokens
+    assert all(c.prompt_tokens == prompt_tokens for c in completions)
+    assert completions[1].completion_tokens > 2  # still decoding when the third came in
+    # the first two: the prompt but its last token once, and each one's last token; the
+    # third: its last token alone (without the sharing: 2 * prompt_tokens + 1)
+    assert evaluated == (prompt_tokens - 1) + 2 + 1

@@ -277,7 +277,10 @@ class LlamaCppBackend(Backend):
                 completion_tokens=len(result.tokens), finish_reason=result.finish_reason,
                 latency_s=time.perf_counter() - start,
                 token_logprobs=tuple(result.logprobs) if result.logprobs is not None else None)
-            loop.call_soon_threadsafe(_settle, i, completion)
+            try:
+                loop.call_soon_threadsafe(_settle, i, completion)
+            except RuntimeError:  # the loop is closed: nobody waits for this sample any more
+                pass
 
         def _settle(i: int, completion: Completion) -> None:
             results[i] = completion

@@ -37,6 +37,9 @@ from cope.backends.llamacpp_batch import (
 )
 
 
+MIN_REUSE = 16  # prompt tokens worth sharing from a resident sequence
+
+
 @dataclass
 class Job:
     """One sequence to decode, and where its result goes."""
@@ -85,6 +88,7 @@ class ContinuousDecoder:
         self.resident: dict[int, _Resident] = {}
         self.free = list(range(n_seq_max))
         self.reserved = 0  # KV cells promised to resident sequences (prompt + max_tokens)
+        self.prompt_tokens_evaluated = 0  # prompt tokens decoded (shared ones count once)
 
     # --- the queue (any thread) -------------------------------------------------------
 
@@ -158,18 +162,41 @@ class ContinuousDecoder:
         if admitted:
             self._prefill(admitted)
 
+    def _reuse(self, prompt: list[int]) -> tuple[_Resident | None, int]:
+        """The resident sequence whose prompt shares the longest prefix with `prompt`, and
+        that prefix's length (at most len(prompt) - 1: the last token's logits are needed)."""
+        best, length = None, 0
+        for seq in self.resident.values():
+            if seq.position == 0:  # admitted this round: its cells are not written yet
+                continue
+            n = min(common_prefix_length([seq.job.prompt, prompt]), len(prompt) - 1)
+            if n > length:
+                best, length = seq, n
+        return (best, length) if length >= MIN_REUSE else (None, 0)
+
     def _prefill(self, jobs: list[Job]) -> None:
+        """Evaluate the prompts of newly admitted jobs. A prefix a resident sequence already
+        holds is shared, not evaluated again (its KV cells gain the new sequence); among the
+        rest, a prefix common to all of them is evaluated once for all."""
+        reused = [self._reuse(job.prompt) for job in jobs]
         seqs = [_Resident(job, self.free.pop(0), Sampler(job.params)) for job in jobs]
         for seq in seqs:  # resident from here on: stop_all reaches them if a decode fails
             self.resident[seq.slot] = seq
+        for seq, (source, length) in zip(seqs, reused):
+            if source is not None:
+                llama_cpp.llama_memory_seq_cp(self.memory, source.slot, seq.slot, 0, length)
+        starts = [length for _, length in reused]
         prompts = [job.prompt for job in jobs]
-        # every sequence keeps at least its last prompt token: its logits start the answer
-        shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
+        shared = 0
+        if not any(starts):
+            # every sequence keeps at least its last prompt token: its logits start the answer
+            shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
         slots = [seq.slot for seq in seqs]
         pending = [(prompts[0][i], i, slots, None) for i in range(shared)]
-        for seq, prompt in zip(seqs, prompts):
+        for seq, prompt, start in zip(seqs, prompts, starts):
             pending += [(prompt[i], i, [seq.slot], seq if i == len(prompt) - 1 else None)
-                        for i in range(shared, len(prompt))]
+                        for i in range(max(shared, start), len(prompt))]
+        self.prompt_tokens_evaluated += len(pending)
         for start in range(0, len(pending), self.n_batch):
             chunk = pending[start:start + self.n_batch]
             self._clear_batch()
