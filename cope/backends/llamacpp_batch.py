@@ -97,29 +97,28 @@ class Sampler:
         llama_cpp.llama_sampler_free(self.chain)
 
 
-class BatchDecoder:
-    """One llama.cpp context with room for `n_seq_max` sequences of `n_ctx_per_seq` cells."""
+class BatchContext:
+    """One llama.cpp context for up to `n_seq_max` sequences sharing `n_ctx` KV cells, and
+    the batch that feeds it (the set-up both decoders share)."""
 
-    def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx_per_seq: int, n_threads: int,
+    def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx: int, n_threads: int,
                  n_batch: int = 512) -> None:
         self.llm = llm
         self.n_seq_max = n_seq_max
         self.n_batch = n_batch
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx_per_seq * n_seq_max
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
-        params.kv_unified = True  # the shared prefix lives once, in cells all sequences see
+        params.n_threads = params.n_threads_batch = n_threads
+        params.kv_unified = True  # a shared prefix lives once, in cells all its sequences see
         params.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a batched context")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self.batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, n_seq_max)
 
     def close(self) -> None:
         if self.ctx:
@@ -142,6 +141,18 @@ class BatchDecoder:
         status = llama_cpp.llama_decode(self.ctx, self.batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} (context full?)")
+
+    @property
+    def n_vocab(self) -> int:
+        return llama_cpp.llama_vocab_n_tokens(self.vocab)
+
+
+class BatchDecoder(BatchContext):
+    """The sequences of one generate call decoded together, each with `n_ctx_per_seq` cells."""
+
+    def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx_per_seq: int, n_threads: int,
+                 n_batch: int = 512) -> None:
+        super().__init__(llm, n_seq_max, n_ctx_per_seq * n_seq_max, n_threads, n_batch)
 
     def generate(self, prompts: list[list[int]], params: list[SequenceParams],
                  deadline: Deadline | None = None) -> list[SequenceResult]:
@@ -219,10 +230,6 @@ class BatchDecoder:
         pointer = llama_cpp.llama_get_logits_ith(self.ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         scores[seq].append(token_logprob(logits, token))
-
-    @property
-    def n_vocab(self) -> int:
-        return llama_cpp.llama_vocab_n_tokens(self.vocab)
 
     def _timed_out(self, prompts, outputs, finish, unfinished, deadline: Deadline, params,
                    scores) -> list[SequenceResult]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from cope.backends.deadline import Deadline
 from cope.backends.llamacpp_batch import (
+    BatchContext,
     Sampler,
     SequenceParams,
     SequenceResult,
@@ -61,29 +62,13 @@ class _Resident:
     logprobs: list[float] = field(default_factory=list)
 
 
-class ContinuousDecoder:
+class ContinuousDecoder(BatchContext):
     """One llama.cpp context with `n_seq_max` slots sharing `n_ctx` KV cells."""
 
     def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx: int, n_threads: int,
                  n_batch: int = 512) -> None:
-        self.llm = llm
-        self.n_seq_max = n_seq_max
+        super().__init__(llm, n_seq_max, n_ctx, n_threads, n_batch)
         self.n_ctx = n_ctx
-        self.n_batch = n_batch
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx
-        params.n_batch = params.n_ubatch = n_batch
-        params.n_seq_max = n_seq_max
-        params.n_threads = params.n_threads_batch = n_threads
-        params.kv_unified = True  # a shared prefix lives once, in cells its sequences all see
-        params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-        if not self.ctx:
-            raise RuntimeError("llama.cpp could not create a batched context")
-        self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.batch = llama_cpp.llama_batch_init(max(n_batch, n_seq_max), 0, n_seq_max)
         self.waiting: deque[list[Job]] = deque()  # groups, in the order they were asked for
         self.resident: dict[int, _Resident] = {}
         self.free = list(range(n_seq_max))
@@ -126,12 +111,6 @@ class ContinuousDecoder:
             for job in self.waiting.popleft():
                 job.done(SequenceResult([], len(job.prompt), reason,
                                         [] if job.params.logprobs else None))
-
-    def close(self) -> None:
-        if self.ctx:
-            llama_cpp.llama_batch_free(self.batch)
-            llama_cpp.llama_free(self.ctx)
-            self.ctx = None
 
     def _need(self, job: Job) -> int:
         return len(job.prompt) + job.params.max_tokens + 1
@@ -238,20 +217,6 @@ class ContinuousDecoder:
 
     def _clear_batch(self) -> None:
         self.batch.n_tokens = 0
-
-    def _add(self, token: int, pos: int, seq_ids: list[int], logits: bool) -> None:
-        b = self.batch
-        j = b.n_tokens
-        b.token[j], b.pos[j], b.n_seq_id[j] = token, pos, len(seq_ids)
-        for k, seq in enumerate(seq_ids):
-            b.seq_id[j][k] = seq
-        b.logits[j] = logits
-        b.n_tokens = j + 1
-
-    def _decode(self) -> None:
-        status = llama_cpp.llama_decode(self.ctx, self.batch)
-        if status != 0:
-            raise RuntimeError(f"llama_decode failed with status {status}")
 
 
 class Scheduler:
