@@ -14,27 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from analysis.runs import run_summary
-from analysis.stats import wilson_interval
+from analysis.significance import interval, ratio
+from analysis.tables import ours
 
 BEGIN = "<!-- analysis.report: begin (generated from the records; edits here are overwritten) -->"
 END = "<!-- analysis.report: end -->"
 REFERENCE = "large"
 
 
-def _percent_interval(successes: int, n: int) -> str:
-    low, high = wilson_interval(successes, n)
-    return f"{100 * successes / n:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-
-
 def _versus(row: dict[str, Any] | None) -> tuple[str, str]:
     if row is None or not row["n"]:
         return "-", "-"
-    d, ratio = row["accuracy_difference"], row["cost_ratio"]
-    diff = (f"{100 * d['estimate']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], "
-            f"p = {row['p_value']:.2g}")
-    cost = "-" if not ratio else (f"{ratio['estimate']:.2f} [{ratio['low']:.2f}, "
-                                  f"{ratio['high']:.2f}]")
-    return diff, cost
+    return (f"{interval(row['accuracy_difference'], 100)}, p = {row['p_value']:.2g}",
+            ratio(row["cost_ratio"]))
 
 
 def headline(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]],
@@ -52,8 +44,7 @@ def headline(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]],
     for run in runs:
         s = run_summary(run)
         n = str(s["n"]) if s["finished"] else f"{s['n']} of {s['n_selected']} (unfinished)"
-        accuracy = ("-" if s["n_correct"] is None or not s["n"]
-                    else _percent_interval(s["n_correct"], s["n"]))
+        accuracy = "-" if s["n_correct"] is None or not s["n"] else ours(run)["acc"]
         cost = "-" if math.isnan(s["cost_usd_per_million"]) else f"{s['cost_usd_per_million']:,.1f}"
         stages = ", ".join(f"{k} {v}" for k, v in s["resolved_by_stage"].items())
         diff, ratio = _versus(against.get((s["task"], s["pair"], s["label"], s["seed"])))

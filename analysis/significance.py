@@ -82,14 +82,14 @@ def seed_summary(runs: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _interval(d: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+def interval(d: dict | None, scale: float = 1.0, digits: int = 1) -> str:
     if not d:
         return "-"
     return (f"{scale * d['estimate']:+.{digits}f} [{scale * d['low']:+.{digits}f}, "
             f"{scale * d['high']:+.{digits}f}]")
 
 
-def _ratio(d: dict | None) -> str:
+def ratio(d: dict | None) -> str:
     if not d:
         return "- (reference costs 0)"
     return f"{d['estimate']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
@@ -121,7 +121,7 @@ def markdown(rows: Sequence[dict], seeds: Sequence[dict]) -> str:
             n = f"{r['n']}{' (partial)' if r['partial'] else ''}"
             out.append(
                 f"| {r['method']} | {r['seed']} | {n} | {acc('accuracy_a')} | {acc('accuracy_b')} "
-                f"| {_interval(r['accuracy_difference'], 100)} | {_ratio(r.get('cost_ratio'))} "
+                f"| {interval(r['accuracy_difference'], 100)} | {ratio(r.get('cost_ratio'))} "
                 f"| {r['only_a']}/{r['only_b']} | {r['p_value']:.3g} | {r['p_holm']:.3g} |")
         out.append("")
     if seeds:
