@@ -121,3 +121,35 @@ def test_a_prompt_a_resident_sequence_holds_is_not_evaluated_again(make_config):
     # the first two: the prompt but its last token once, and each one's last token; the
     # third: its last token alone (without the sharing: 2 * prompt_tokens + 1)
     assert evaluated == (prompt_tokens - 1) + 2 + 1
+
+
+def test_a_sequence_moved_to_a_freed_slot_decodes_on_from_its_own_cells(make_config):
+    """Slots stay consecutive: when the sequence in slot 0 ends, the one in slot 1 moves
+    there with a copy of its cells. Greedy, it goes on as it would have alone: the same
+    tokens, logprobs equal but for the last bits a different batch gives."""
+    backend, identity = backend_for(make_config, "backend.batch_size=2",
+                                    "backend.batch_n_ctx=1024")
+    long_prompt = "Write a short story about a lighthouse keeper and a storm."
+    together = [BackendRequest(identity, (("user", "Say yes."),), SamplingParams(0.0, 3), 0, True),
+                BackendRequest(identity, (("user", long_prompt),), SamplingParams(0.0, 48), 1, True)]
+    alone = [BackendRequest(identity, (("user", long_prompt),), SamplingParams(0.0, 48), 0, True)]
+    decoder = backend._decoders[identity]
+    moves = []
+    original = decoder._finish
+
+    def watch(seq, reason):
+        before = {s.job.params.max_tokens: slot for slot, s in decoder.resident.items()}
+        original(seq, reason)
+        after = {s.job.params.max_tokens: slot for slot, s in decoder.resident.items()}
+        moves.extend((n, before[n], after[n]) for n in after if after[n] != before[n])
+
+    decoder._finish = watch
+    try:
+        short, moved = asyncio.run(backend.generate(together))
+        (reference,) = asyncio.run(backend.generate(alone))
+    finally:
+        backend.close()
+    assert moves == [(48, 1, 0)]  # the long sequence moved from slot 1 to slot 0
+    assert short.completion_tokens <= 3 < moved.completion_tokens
+    assert moved.text == reference.text
+    assert max(abs(a - b) for a, b in zip(moved.token_logprobs, reference.token_logprobs)) < 0.05

@@ -25,6 +25,7 @@ import numpy as np
 
 from cope.backends.base import Backend, OnComplete, chunk_positions, generate_in_chunks
 from cope.backends.deadline import Deadline
+from cope.backends.llamacpp_memory import MemoryLedger, ModelShape
 from cope.errors import BackendError, ConfigError
 from cope.models.packaged import model_sha256, resolve_model_file
 from cope.samples import BackendRequest, Completion, messages_to_dicts
@@ -85,6 +86,7 @@ class LlamaCppBackend(Backend):
         self._models: dict[str, object] = {}
         self._decoders: dict[str, object] = {}  # identity -> BatchDecoder
         self._lock = threading.Lock()
+        self._memory = MemoryLedger()  # contexts are priced before they are made
         # every decode runs on this one thread: llama.cpp's OpenMP build gives each calling
         # thread a thread team of its own, and a team reused stays warm
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
@@ -129,6 +131,10 @@ class LlamaCppBackend(Backend):
             if "tokenizer.chat_template" in llm.metadata:
                 llm.chat_format = "chat_template.default"  # the GGUF's own template, never a guess
             self._models[identity] = llm
+            shape = ModelShape.from_metadata(llm.metadata, llm.n_vocab())
+            self._memory.take_model(alias, path.stat().st_size, shape, self.cfg.n_ctx)
+            if self.cfg.batch_size > 1:
+                self._memory.take_batch(alias, shape, self.cfg.batch_size, self.cfg.batch_n_ctx)
             if self._continuous:
                 from cope.backends.llamacpp_continuous import (
                     ContinuousDecoder,  # needs llama_cpp: lazy

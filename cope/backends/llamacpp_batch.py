@@ -102,7 +102,7 @@ class BatchContext:
     the batch that feeds it (the set-up both decoders share)."""
 
     def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx: int, n_threads: int,
-                 n_batch: int = 512) -> None:
+                 n_batch: int = 512, unified: bool = True) -> None:
         self.llm = llm
         self.n_seq_max = n_seq_max
         self.n_batch = n_batch
@@ -111,7 +111,10 @@ class BatchContext:
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
         params.n_threads = params.n_threads_batch = n_threads
-        params.kv_unified = True  # a shared prefix lives once, in cells all its sequences see
+        # unified: one pool of cells every sequence sees (a shared prefix lives once), but
+        # each sequence's attention runs over every cell in use; otherwise each sequence has
+        # n_ctx / n_seq_max cells of its own and attends to those alone
+        params.kv_unified = unified
         params.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:

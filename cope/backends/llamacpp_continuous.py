@@ -13,8 +13,8 @@ no later run can repeat: the fast mode samples from the model's distribution, th
 replays it exactly, and without the cache only `backend.batching=fixed` (or batch_size 1)
 reproduces seeded samples bit for bit. Such samples carry a model identity of their own.
 
-Admission keeps the context from overflowing: a sequence is admitted only when its prompt and
-max_tokens fit in the cells left; one that cannot fit even alone is a failed sample.
+Each slot has backend.batch_n_ctx / backend.batch_size KV cells of its own: a sequence whose
+prompt and max_tokens need more is a failed sample, and the others decode on.
 """
 
 from __future__ import annotations
@@ -63,16 +63,20 @@ class _Resident:
 
 
 class ContinuousDecoder(BatchContext):
-    """One llama.cpp context with `n_seq_max` slots sharing `n_ctx` KV cells."""
+    """One llama.cpp context with `n_seq_max` slots, each with n_ctx / n_seq_max KV cells.
+
+    Each slot's cells are its own (llama.cpp's per-sequence streams): a step's attention runs
+    over each sequence's own cells, not over every cell in use, which on a CPU decides the
+    step's cost once sequences grow long. A shared prefix is evaluated once, in one slot, and
+    its cells are copied to the others before their own tokens are evaluated."""
 
     def __init__(self, llm: llama_cpp.Llama, n_seq_max: int, n_ctx: int, n_threads: int,
                  n_batch: int = 512) -> None:
-        super().__init__(llm, n_seq_max, n_ctx, n_threads, n_batch)
-        self.n_ctx = n_ctx
+        super().__init__(llm, n_seq_max, n_ctx, n_threads, n_batch, unified=False)
+        self.cells_per_slot = llama_cpp.llama_n_ctx_seq(self.ctx)
         self.waiting: deque[list[Job]] = deque()  # groups, in the order they were asked for
+        # slot -> sequence; the slots in use are always 0 .. len - 1 (see _finish)
         self.resident: dict[int, _Resident] = {}
-        self.free = list(range(n_seq_max))
-        self.reserved = 0  # KV cells promised to resident sequences (prompt + max_tokens)
         self.prompt_tokens_evaluated = 0  # prompt tokens decoded (shared ones count once)
 
     # --- the queue (any thread) -------------------------------------------------------
@@ -90,9 +94,9 @@ class ContinuousDecoder(BatchContext):
     def step(self) -> None:
         """Admit what fits, then decode one token of every resident sequence."""
         self._admit()
-        if not self.resident:
-            return
-        order = [seq for seq in self.resident.values() if seq.last >= 0]
+        # in slot order: llama.cpp batches a run of consecutive sequence ids in one pass
+        order = [self.resident[slot] for slot in sorted(self.resident)
+                 if self.resident[slot].last >= 0]
         if not order:
             return
         self._clear_batch()
@@ -112,32 +116,24 @@ class ContinuousDecoder(BatchContext):
                 job.done(SequenceResult([], len(job.prompt), reason,
                                         [] if job.params.logprobs else None))
 
-    def _need(self, job: Job) -> int:
-        return len(job.prompt) + job.params.max_tokens + 1
-
     def _admit(self) -> None:
-        """Jobs that fit, group by group in order; a group's shared prefix evaluated once."""
+        """As many waiting jobs as there are free slots, group by group in order."""
         admitted: list[Job] = []
-        while self.waiting and len(admitted) < len(self.free):
+        free = self.n_seq_max - len(self.resident)
+        while self.waiting and len(admitted) < free:
             group = self.waiting[0]
-            while group and len(admitted) < len(self.free):
-                job = group[0]
-                need = self._need(job)
-                if need > self.n_ctx:
-                    group.pop(0)
+            while group and len(admitted) < free:
+                job = group.pop(0)
+                need = len(job.prompt) + job.params.max_tokens + 1
+                if need > self.cells_per_slot:
                     job.done(SequenceResult(
                         [], len(job.prompt), f"error: prompt and max_tokens need {need} KV "
-                        f"cells, backend.batch_n_ctx has {self.n_ctx}",
-                        [] if job.params.logprobs else None))
+                        f"cells, a slot has {self.cells_per_slot} (backend.batch_n_ctx / "
+                        "backend.batch_size)", [] if job.params.logprobs else None))
                     continue
-                if self.reserved + need > self.n_ctx:
-                    break
-                group.pop(0)
-                self.reserved += need
                 admitted.append(job)
-            if group:
-                break  # the rest waits for cells or slots, and so does every later group
-            self.waiting.popleft()
+            if not group:
+                self.waiting.popleft()
         if admitted:
             self._prefill(admitted)
 
@@ -155,37 +151,56 @@ class ContinuousDecoder(BatchContext):
 
     def _prefill(self, jobs: list[Job]) -> None:
         """Evaluate the prompts of newly admitted jobs. A prefix a resident sequence already
-        holds is shared, not evaluated again (its KV cells gain the new sequence); among the
-        rest, a prefix common to all of them is evaluated once for all."""
+        holds is copied from its cells, not evaluated again; among the rest, a prefix they
+        all share is evaluated once, in the first one's slot, and copied to the others."""
         reused = [self._reuse(job.prompt) for job in jobs]
-        seqs = [_Resident(job, self.free.pop(0), Sampler(job.params)) for job in jobs]
-        for seq in seqs:  # resident from here on: stop_all reaches them if a decode fails
+        seqs = []
+        for job in jobs:  # resident from here on: stop_all reaches them if a decode fails
+            seq = _Resident(job, len(self.resident), Sampler(job.params))
             self.resident[seq.slot] = seq
+            seqs.append(seq)
+        fresh = [k for k, (source, _) in enumerate(reused) if source is None]
+        if len(fresh) > 1:
+            prompts = [jobs[k].prompt for k in fresh]
+            shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
+            if shared >= MIN_REUSE:
+                leader = seqs[fresh[0]]
+                self._evaluate([(token, pos, leader, False)
+                                for pos, token in enumerate(leader.job.prompt[:shared])])
+                reused[fresh[0]] = (None, shared)
+                for k in fresh[1:]:
+                    reused[k] = (leader, shared)
         for seq, (source, length) in zip(seqs, reused):
             if source is not None:
-                llama_cpp.llama_memory_seq_cp(self.memory, source.slot, seq.slot, 0, length)
-        starts = [length for _, length in reused]
-        prompts = [job.prompt for job in jobs]
-        shared = 0
-        if not any(starts):
-            # every sequence keeps at least its last prompt token: its logits start the answer
-            shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
-        slots = [seq.slot for seq in seqs]
-        pending = [(prompts[0][i], i, slots, None) for i in range(shared)]
-        for seq, prompt, start in zip(seqs, prompts, starts):
-            pending += [(prompt[i], i, [seq.slot], seq if i == len(prompt) - 1 else None)
-                        for i in range(max(shared, start), len(prompt))]
+                self._copy_prefix(source, seq, length)
+        pending = []
+        for seq, (_, start) in zip(seqs, reused):
+            prompt = seq.job.prompt
+            pending += [(prompt[i], i, seq, i == len(prompt) - 1)
+                        for i in range(start, len(prompt))]
+        self._evaluate(pending)
+
+    def _copy_prefix(self, source: _Resident, seq: _Resident, length: int) -> None:
+        """`seq`'s slot gets the first `length` cells of `source`'s. llama.cpp copies a
+        slot of its own cells whole (the data moves at the next decode); what lies beyond
+        the prefix is then dropped."""
+        llama_cpp.llama_memory_seq_cp(self.memory, source.slot, seq.slot, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, seq.slot, length, -1)
+
+    def _evaluate(self, pending: list[tuple[int, int, _Resident, bool]]) -> None:
+        """Prompt tokens (token, position, sequence, last of its prompt) in batches; a
+        sequence's last prompt token gives its first sampled token."""
         self.prompt_tokens_evaluated += len(pending)
         for start in range(0, len(pending), self.n_batch):
             chunk = pending[start:start + self.n_batch]
             self._clear_batch()
-            for token, pos, ids, owner in chunk:
-                self._add(token, pos, ids, owner is not None)
+            for token, pos, seq, last in chunk:
+                self._add(token, pos, [seq.slot], last)
             self._decode()
-            for j, (_, _, _, owner) in enumerate(chunk):
-                if owner is not None:
-                    owner.position = len(owner.job.prompt)
-                    self._take(owner, j)
+            for j, (_, _, seq, last) in enumerate(chunk):
+                if last:
+                    seq.position = len(seq.job.prompt)
+                    self._take(seq, j)
 
     def _take(self, seq: _Resident, index: int) -> None:
         """Sample the sequence's next token from batch position `index`."""
@@ -207,10 +222,19 @@ class ContinuousDecoder(BatchContext):
                 self._finish(seq, "length")
 
     def _finish(self, seq: _Resident, reason: str) -> None:
-        self.resident.pop(seq.slot, None)
+        """Hand back the sequence's result and free its slot. The sequence in the highest
+        slot moves into the freed one (its cells are copied at the next decode, before that
+        decode writes any), so the slots in use stay consecutive: llama.cpp decodes the
+        sequences of separate slots in separate passes, each streaming every weight."""
+        del self.resident[seq.slot]
         llama_cpp.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
-        self.free.append(seq.slot)
-        self.reserved -= self._need(seq.job)
+        top = len(self.resident)
+        if seq.slot < top:
+            moved = self.resident.pop(top)
+            llama_cpp.llama_memory_seq_cp(self.memory, top, seq.slot, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self.memory, top, -1, -1)
+            moved.slot = seq.slot
+            self.resident[seq.slot] = moved
         seq.sampler.close()
         logprobs = seq.logprobs[:len(seq.tokens)] if seq.job.params.logprobs else None
         seq.job.done(SequenceResult(seq.tokens, len(seq.job.prompt), reason, logprobs))
