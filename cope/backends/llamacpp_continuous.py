@@ -37,7 +37,6 @@ from cope.backends.llamacpp_batch import (
     token_logprob,
 )
 
-
 MIN_REUSE = 16  # prompt tokens worth sharing from a resident sequence
 
 
