@@ -173,6 +173,16 @@ def run_quickstart(extra: list[str]) -> dict:
                 "problems_sha256": _sha256(run_dir / "problems.jsonl")}
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -257,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.quickstart_runs else None
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "machine": {"cpus": threads, "platform": platform.platform(),
+        "machine": {"cpus": threads, "platform": platform.platform(), "cpu": _cpu_model(),
                     "load_average_before": round(load_before, 2),
                     "load_average_after": round(os.getloadavg()[0], 2)},
         "llama_cpp_python": llama_cpp.__version__, "steps": args.steps, "repeats": args.repeats,
