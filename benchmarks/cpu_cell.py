@@ -106,7 +106,8 @@ def summarise() -> dict:
 
     new = _problems(RUN_DIR)
     done = {p["id"] for p in new}
-    old = [p for p in _problems(COMMITTED) if p["id"] in done]
+    committed_problems = _problems(COMMITTED)
+    old = [p for p in committed_problems if p["id"] in done]
     metrics_path = RUN_DIR / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     segments = _segments()
@@ -127,7 +128,7 @@ def summarise() -> dict:
         summary["generated_tokens_per_s"] = {"continuous": round(new_tokens / seconds, 1),
                                              "committed": round(old_tokens / committed["decode_s"], 1)}
         summary["accuracy"] = {"continuous": metrics["accuracy"],
-                               "committed": sum(p["correct"] for p in _problems(COMMITTED)) / 100}
+                               "committed": sum(p["correct"] for p in committed_problems) / 100}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

@@ -72,7 +72,9 @@ class MemoryLedger:
 
     def take_model(self, alias: str, weights_bytes: int, shape: ModelShape, n_ctx: int) -> None:
         """The weights (mapped from their file, and needed resident) and the context of one
-        sequence that `backend.n_ctx` sizes."""
+        sequence that `backend.n_ctx` sizes. llama-cpp-python makes that context as it loads
+        the model, so it is counted after the fact: what it leaves is what the batch
+        contexts, priced before they are made, may take."""
         need = weights_bytes + shape.context_bytes(n_ctx, 1)
         if self.left is not None and need > self.left:
             raise ConfigError(
