@@ -40,8 +40,8 @@ RUN_DIR = OUT / "cope"
 SEGMENTS = OUT / "segments.json"
 COMMITTED = ROOT / "experiments" / "results" / "gsm8k-cpu" / "cope"
 CELL = ["task=gsm8k", "task.limit=100", "pair=qwen-coder-cpu", "method=cope",
-        "backend=llamacpp", "backend.batching=continuous", "backend.batch_size=16",
-        "backend.batch_n_ctx=16384", "concurrency=16", "progress=false", "tracker=none",
+        "backend=llamacpp", "backend.batching=continuous", "backend.batch_size=32",
+        "backend.batch_n_ctx=32768", "concurrency=16", "progress=false", "tracker=none",
         "resume=true", f"run_dir={RUN_DIR}", f"cache.path={OUT / 'generations.sqlite'}"]
 HEARTBEAT_S = 30
 

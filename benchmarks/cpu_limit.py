@@ -1,18 +1,17 @@
 """The CPU's decode limit and cope's share of it, measured in one run.
 
-    python benchmarks/cpu_limit.py [--batch-sizes 1 2 4 8 16 32] [--steps 64] [--repeats 3]
+    python benchmarks/cpu_limit.py [--batch-sizes 1 2 4 8 16 32] [--steps 128] [--repeats 3]
                                    [--quickstart-runs 1]
 
 1. The limit. For each model of the CPU pair, llama.cpp's own batch API (no cope code)
-   decodes B sequences that share one GSM8K executor prompt, for `--steps` steps, every
-   sequence kept in the batch (an end-of-generation token is fed on like any other, so the
-   batch never thins out). Tokens per second of the decode at each B, and of the prompt's
-   evaluation; medians of `--repeats`.
+   decodes B sequences that share one GSM8K executor prompt, each in KV cells of its own, for
+   `--steps` steps, every sequence kept in the batch (an end-of-generation token is fed on
+   like any other, so the batch never thins out). Tokens per second of the decode at each B,
+   and of the prompt's evaluation; medians of `--repeats`.
 2. cope. The quickstart (`experiment=quickstart`: COPE on 10 GSM8K problems) with the cache
-   off, in a process of its own, on two paths in turns: `fixed` (as committed: one problem
-   at a time, a stage's executions batched together, reproducible bit for bit) and
-   `continuous` (backend.batching=continuous, 10 problems in flight, one batch per model
-   kept full). Their metrics give the wall time and the tokens each model evaluated and
+   off, in a process of its own, on two paths in turns: `continuous` (as configured: 10
+   problems in flight, one batch per model kept full) and `fixed` (the path it had before:
+   one problem at a time, a stage's executions batched together, reproducible bit for bit). Their metrics give the wall time and the tokens each model evaluated and
    generated; their records, per problem, the answer's correctness and each stage's
    consensus, compared pairwise (McNemar exact; Wilcoxon signed-rank on stage 1's consensus).
 3. The share. The time the limit needs for the quickstart's work: each model's completion
@@ -69,16 +68,19 @@ def _add(batch, token: int, pos: int, seqs: list[int], logits: bool) -> None:
 
 def decode_rate(llm: llama_cpp.Llama, prompt: list[int], width: int, steps: int,
                 threads: int) -> tuple[float, float]:
-    """(decode tokens/s with `width` sequences, prompt tokens/s), llama.cpp alone."""
+    """(decode tokens/s with `width` sequences, prompt tokens/s), llama.cpp alone. Each
+    sequence has KV cells of its own, as in cope's continuous path: the prompt is evaluated
+    once, in sequence 0, and its cells copied to the others."""
     params = llama_cpp.llama_context_default_params()
-    params.n_ctx = len(prompt) + width * (steps + 8)
+    params.n_ctx = width * (len(prompt) + steps + 8)
     params.n_batch = params.n_ubatch = 512
     params.n_seq_max = width
     params.n_threads = params.n_threads_batch = threads
-    params.kv_unified = True
+    params.kv_unified = False
     params.no_perf = True
     ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-    batch = llama_cpp.llama_batch_init(512, 0, width)
+    memory = llama_cpp.llama_get_memory(ctx)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
     chains = []
     for seq in range(width):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -90,11 +92,14 @@ def decode_rate(llm: llama_cpp.Llama, prompt: list[int], width: int, steps: int,
         for begin in range(0, len(prompt), 512):
             batch.n_tokens = 0
             for pos in range(begin, min(begin + 512, len(prompt))):
-                _add(batch, prompt[pos], pos, list(range(width)), pos == len(prompt) - 1)
+                _add(batch, prompt[pos], pos, [0], pos == len(prompt) - 1)
             if llama_cpp.llama_decode(ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed on the prompt")
         prompt_s = time.perf_counter() - start
-        last = [llama_cpp.llama_sampler_sample(chain, ctx, batch.n_tokens - 1) for chain in chains]
+        first = llama_cpp.llama_sampler_sample(chains[0], ctx, batch.n_tokens - 1)
+        for seq in range(1, width):  # the copies land at the first decode (timed with it)
+            llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        last = [first] * width
         start = time.perf_counter()
         for step in range(steps):
             batch.n_tokens = 0
@@ -140,10 +145,10 @@ def measure_limit(batch_sizes: list[int], steps: int, repeats: int, threads: int
     return out
 
 
-PATHS = {
-    "fixed": [],
-    "continuous": ["backend.batching=continuous", "backend.batch_size=16",
-                   "backend.batch_n_ctx=16384", "concurrency=10"],
+PATHS = {  # the quickstart as it is configured, and the path it had before
+    "fixed": ["backend.batching=fixed", "backend.batch_size=8", "backend.batch_n_ctx=16384",
+              "concurrency=1"],
+    "continuous": [],
 }
 
 
@@ -231,10 +236,11 @@ def compare(fixed: dict, fast: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
-    parser.add_argument("--steps", type=int, default=64, help="decode steps per measurement")
+    parser.add_argument("--steps", type=int, default=128, help="decode steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quickstart-runs", type=int, default=1,
                         help="0: the limit only")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args(argv)
     threads = os.cpu_count() or 1
     started = time.time()
@@ -265,8 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     # the limit again after the runs: a machine that got busier shows in the difference
     after = measure_limit([max(limit[a]["best_width"] for a in limit)], args.steps, 1, threads) \
         if args.quickstart_runs else None
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "machine": {"cpus": threads, "platform": platform.platform(), "cpu": _cpu_model(),
                     "load_average_before": round(load_before, 2),
                     "load_average_after": round(os.getloadavg()[0], 2)},
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         "limit": limit, "limit_after": after, "summary": summary, "quickstart": runs,
         "took_s": round(time.time() - started, 1),
     }, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ RESULTS = Path(__file__).parent / "results" / "embedded.json"
 MODEL = "qwen-coder-0.5b"
 
 
-def workload(tokens: int) -> list[tuple[tuple, SamplingParams]]:
+def workload(tokens: int, problems: int = 20) -> list[tuple[tuple, SamplingParams]]:
     task = create_task(OmegaConf.create({"name": "gsm8k", "source": None}))
     return [(task.execute_messages(p, []), SamplingParams(0.8, tokens, seed=7 + i))
-            for i, p in enumerate(task.load()[:20])]
+            for i, p in enumerate(task.load()[:problems])]
 
 
 def direct_one(llm: Llama, messages, params: SamplingParams) -> tuple[float, int]:
@@ -103,13 +103,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--batched", action="store_true", help="also time batch_size=8")
+    parser.add_argument("--problems", type=int, default=20, help="GSM8K executor requests")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args()
-    work = workload(args.tokens)
+    work = workload(args.tokens, args.problems)
     direct_runs, cope_runs = interleaved(work)
     d, c = summary(direct_runs), summary(cope_runs)
     per_request = sorted((ct / cs) / (dt / ds) for (ds, dt), (cs, ct) in zip(direct_runs, cope_runs))
     result = {
-        "benchmark": "embedded llama.cpp, 20 GSM8K executor requests", "model": MODEL,
+        "benchmark": f"embedded llama.cpp, {len(work)} GSM8K executor requests", "model": MODEL,
         "max_tokens": args.tokens, "cpus": os.cpu_count(),
         "method": "direct and cope take turns request by request; model loads untimed",
         "direct": d, "cope_one_at_a_time": c,
@@ -126,8 +128,8 @@ def main() -> None:
         finally:
             loop.close()
         backend.close()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

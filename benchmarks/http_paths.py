@@ -135,8 +135,7 @@ def cope_engine(stub: StubProcess, n: int, workdir: Path, loop: str) -> dict:
         try:
             await asyncio.gather(*(one(problem) for problem in session.pending))
         finally:
-            for backend in session._owned_backends:
-                await backend.aclose()
+            await session.models.aclose()
 
     try:
         seconds, cpu, stub_cpu = timed(stub, lambda: run_on_loop(drive(), loop))
@@ -319,8 +318,9 @@ def main() -> None:
                         choices=["asyncio", "uvloop"], help="event loops to measure on")
     parser.add_argument("--stub-loop", default="uvloop", choices=["asyncio", "uvloop"],
                         help="the stub's event loop")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args()
-    result = json.loads(RESULTS.read_text()) if args.only and RESULTS.exists() else {}
+    result = json.loads(args.out.read_text()) if args.only and args.out.exists() else {}
     result["cpus"] = os.cpu_count()
     for name in ("overhead", "concurrency"):
         if args.only not in (None, name):
@@ -333,8 +333,8 @@ def main() -> None:
                 figures[loop] = concurrency(args.repeats, loop, args.stub_loop)
         figures["load_average_after"] = load_average()
         result[name] = figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -76,9 +76,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path,
                         default=Path(os.environ.get("COPE_SHARED_DATA", "../shared/data")))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="the first N references only")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args()
-    rows = references(args.data)
+    rows = references(args.data)[:args.limit]
     sandboxes = isolations(args.workers)
     workers = next(iter(sandboxes.values())).workers
     for sandbox in sandboxes.values():

@@ -67,6 +67,7 @@ def cell_config(stub: StubServer, workdir: Path, problems: int, votes: int, tau1
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--problems", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args()
     grid = list(itertools.product(VOTES, TAU1, TAU2, ORDERS))
     cells = []
@@ -131,8 +132,8 @@ def main() -> None:
         "most_expensive_cell_wall_time_s": round(alone_s, 1),
         "per_cell": cells,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "per_cell"}, indent=2))
 
 

@@ -56,6 +56,15 @@ def test_quickstart_is_ten_gsm8k_problems_on_the_cpu_pair():
     assert cfg.backend.name == "llamacpp" and cfg.method.name == "cope"
 
 
+def test_quickstart_keeps_every_problem_in_flight_in_one_continuous_batch():
+    cfg = compose_config(["experiment=quickstart"])
+    assert cfg.backend.batching == "continuous" and cfg.concurrency >= cfg.task.limit
+    # every stage-1 vote of every problem fits in the batch, each with room for its prompt
+    assert cfg.backend.batch_size >= cfg.method.votes * 4
+    assert cfg.backend.batch_n_ctx // cfg.backend.batch_size >= 1024
+    validate(cfg)
+
+
 def test_a_misspelt_key_fails_at_composition():
     with pytest.raises((ConfigCompositionException, ConfigKeyError)):
         compose_config(["method.tau_1=0.5"])
