@@ -11,9 +11,10 @@
 2. cope. The quickstart (`experiment=quickstart`: COPE on 10 GSM8K problems) with the cache
    off, in a process of its own, on two paths in turns: `continuous` (as configured: 10
    problems in flight, one batch per model kept full) and `fixed` (the path it had before:
-   one problem at a time, a stage's executions batched together, reproducible bit for bit). Their metrics give the wall time and the tokens each model evaluated and
-   generated; their records, per problem, the answer's correctness and each stage's
-   consensus, compared pairwise (McNemar exact; Wilcoxon signed-rank on stage 1's consensus).
+   one problem at a time, a stage's executions batched together, reproducible bit for bit).
+   Their metrics give the wall time and the tokens each model evaluated and generated;
+   their records, per problem, the answer's correctness and each stage's consensus,
+   compared pairwise (McNemar exact; Wilcoxon signed-rank on stage 1's consensus).
 3. The share. The time the limit needs for the quickstart's work: each model's completion
    tokens at its best batched rate (decode only), and the same plus its prompt tokens at its
    prompt rate (an upper bound: cope evaluates a shared prefix once); over cope's wall time.
