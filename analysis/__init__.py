@@ -1,9 +1,9 @@
 """Analysis of cope run directories.
 
-- `runs`: find and load runs (finished or not) into tidy per-problem rows, cells from config.yaml;
+Runs are found and loaded by `cope.results` (runs, cells, labels, the Pareto frontier).
+
 - `stats`: McNemar's exact test, Wilson intervals, paired bootstrap, Holm, mean ± sd;
 - `significance`: every run against each baseline across a sweep;
-- `pareto`: the accuracy-cost frontier and the cost of closing the small-to-large gap;
 - `stages`: per-stage accuracy, calibration of consensus, error propagation;
 - `tables`: the paper's tables with ours beside them (`published`: the paper's numbers);
 - `plots`: figures; `report`: all of it, `python -m analysis.report RUNS_DIR --out OUT_DIR`;

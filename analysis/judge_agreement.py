@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.runs import find_runs, load_run
+from cope.results.runs import find_runs, load_run
 from cope.records import write_atomic
 from cope.sandbox import run_program
 from cope.tasks.code_data import read_hidden_tests

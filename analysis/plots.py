@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.pareto import Point, pareto_frontier
 from analysis.stats import bootstrap_mean_interval
+from cope.results.pareto import Point, on_full_problem_set, pareto_frontier
 
 
 def subplots(ncols: int = 1, figsize=(6.4, 4.4)):
@@ -58,14 +58,6 @@ def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
             "cost": bootstrap_mean_interval(cost, resamples=resamples, seed=seed)}
 
 
-def on_full_problem_set(points: Sequence[dict]) -> list[dict]:
-    """The points that rest on the most problems of their group, the only ones a frontier
-    may be drawn through: a run stopped after 7 problems is not comparable with finished
-    ones (its 7 may be the easy ones), so it is shown but cannot define the frontier."""
-    full = max((p["n"] for p in points), default=0)
-    return [p for p in points if p["n"] == full]
-
-
 def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
                 gap_costs: Sequence = ()) -> list[Path]:
     return save(pareto_figure(points, title, gap_costs), path)
@@ -74,7 +66,7 @@ def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
 def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence = ()):
     """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
     log axis: they are drawn as horizontal reference lines, as is large alone. `gap_costs`
-    (`analysis.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap. Points
+    (`cope.results.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap. Points
     on fewer problems than the others are drawn hollow and kept off the frontier."""
     fig, ax = subplots(figsize=(6.4, 4.4))
     priced = [p for p in points if p["cost"].estimate > 0]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis import plots, results_readme, significance, stages, tables
-from analysis.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
-from analysis.runs import SMALL_ONLY, load_runs, summary_table
+from cope.results.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
+from cope.results.runs import SMALL_ONLY, load_runs, summary_table
 from cope.sandbox.isolation import FORMER_LAYERS
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from analysis.runs import run_summary
+from cope.results.runs import run_summary
 from analysis.significance import interval, ratio
 from analysis.tables import ours
 

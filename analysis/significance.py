@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from analysis.runs import BASELINES, run_summary
+from cope.results.runs import BASELINES, run_summary
 from analysis.stats import compare, holm, mean_std
 
 

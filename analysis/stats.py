@@ -7,12 +7,13 @@ correctness and cost are compared problem by problem.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
+
+from cope.results.intervals import wilson_interval  # noqa: F401 (analysis' users import it here)
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,6 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> McNem
         return McNemarResult(only_a, only_b, 1.0)
     p = stats.binomtest(min(only_a, only_b), discordant, 0.5, alternative="two-sided").pvalue
     return McNemarResult(only_a, only_b, float(min(1.0, p)))
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a single accuracy."""
-    if n <= 0:
-        raise ValueError("n must be positive")
-    z = stats.norm.ppf(1 - (1 - confidence) / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The paper's Tables 3, 5, 8, 9, 11 and 13 rebuilt from runs, the published numbers beside
 ours, as Markdown and LaTeX.
 
-Runs map to cells through their config.yaml (see `analysis.runs.cell_of`): method name,
+Runs map to cells through their config.yaml (see `cope.results.runs.cell_of`): method name,
 stage order, votes, tau1/tau2, threshold comparison, pair, seed and task; a run with any
-other change to its method (`analysis.method_defaults.variant_of`) fills no row. A cell with
+other change to its method (`cope.results.method_defaults.variant_of`) fills no row. A cell with
 several seeds uses seed 0 (or the lowest present), except Table 13, which is about seeds.
 Our accuracy carries a 95% Wilson interval and the number of problems it rests on; an
 unfinished run is marked and counted for what it finished.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import published
-from analysis.runs import default_settings, pairs_joining, run_summary
+from cope.results.runs import default_settings, pairs_joining, run_summary
 from analysis.stats import mean_std, wilson_interval
 
 TASK_NAMES = {"math500": "MATH-500", "gsm8k": "GSM8K", "aime2024": "AIME-2024", "mbpp": "MBPP",

@@ -75,12 +75,12 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_offline_run(run_dir: str | Path) -> dict[str, Any]:
-    """An offline W&B run as a run of `analysis.runs` (config, metrics, problems, cell).
+    """An offline W&B run as a run of `cope.results.runs` (config, metrics, problems, cell).
 
     The per-problem table the tracker logs has each problem's id, answer, gold, correctness,
     resolving stage and cost, but not the per-stage records: paired tests, tables and the
     Pareto plot work from it; per-stage diagnostics need the run directory."""
-    from analysis.runs import cell_label, cell_of
+    from cope.results.runs import cell_label, cell_of
 
     run_dir = Path(run_dir)
     info = read_offline_run(run_dir)
@@ -112,7 +112,7 @@ def load_api_runs(path: str, group: str | None = None, download_to: str | Path =
     Needs network access and a W&B login."""
     import wandb
 
-    from analysis.runs import load_run
+    from cope.results.runs import load_run
 
     out = []
     for run in wandb.Api().runs(path, filters={"group": group} if group else None):

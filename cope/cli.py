@@ -20,6 +20,10 @@ CONFIG_DIR = str(paths.CONFIG_DIR)
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["view"]:  # `cope view RUNS_DIR`: no Hydra app, no run
+        from cope.view.cli import main as view
+
+        sys.exit(view(sys.argv[2:]))
     # before Hydra, whose parser refuses an old dotted alias with a lexer error
     try:
         refuse_renamed(sys.argv[1:])

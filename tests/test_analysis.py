@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from analysis.runs import comparison_pair, find_runs, load_run, main, problem_rows, summary_table
+from cope.results.runs import comparison_pair, find_runs, load_run, main, problem_rows, summary_table
 from cope.backends.scripted import ScriptedBackend
 from cope.config import pair_label
 from cope.runner import run
@@ -31,7 +31,7 @@ def test_runs_load_into_tidy_rows(make_config, tmp_path, capsys):
 def test_unfinished_runs_load_with_what_they_finished(analysis_sweep, tmp_path):
     from sweep import copy_run, cut_short
 
-    from analysis.runs import load_runs
+    from cope.results.runs import load_runs
 
     runs = {(r["label"], r["cell"]["seed"]): r for r in load_runs(analysis_sweep)}
     killed = runs[("cope_s1s3", 0)]
@@ -45,7 +45,7 @@ def test_unfinished_runs_load_with_what_they_finished(analysis_sweep, tmp_path):
 
 
 def test_cells_and_labels_come_from_config(analysis_sweep):
-    from analysis.runs import load_runs, tidy
+    from cope.results.runs import load_runs, tidy
 
     runs = load_runs(analysis_sweep)
     labels = {r["label"] for r in runs}
@@ -98,7 +98,7 @@ def test_wandb_offline_runs_load_as_runs(make_config, tmp_path, monkeypatch):
 def test_failed_samples_and_repeated_records_are_reported(analysis_sweep, tmp_path):
     from sweep import copy_run
 
-    from analysis.runs import run_summary
+    from cope.results.runs import run_summary
 
     run_dir = copy_run(analysis_sweep / "gsm8k-cpu" / "large", tmp_path / "large")
     rows = [json.loads(line) for line in (run_dir / "problems.jsonl").read_text().splitlines()]
@@ -117,7 +117,7 @@ def test_pairwise_judged_runs_are_left_out_with_a_warning(make_config, tmp_path)
     import shutil
     from pathlib import Path
 
-    from analysis.runs import load_runs
+    from cope.results.runs import load_runs
 
     cfg = make_config("pair=tiny-cpu", "backend.name=scripted", "task.limit=2",
                       f"run_dir={tmp_path / 'runs' / 'gsm8k'}")

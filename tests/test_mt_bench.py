@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from analysis.runs import load_run, run_summary
+from cope.results.runs import load_run, run_summary
 from cope.confidence import perplexity as ppl
 from cope.backends.scripted import ScriptedBackend
 from cope.cache import GenerationCache

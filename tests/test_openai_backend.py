@@ -143,7 +143,7 @@ def test_a_planted_key_reaches_the_endpoint_and_no_output_file(tmp_path):
 
 
 def test_a_role_given_to_another_model_is_named_in_metrics_summary_and_tables(make_config):
-    from analysis.runs import load_run
+    from cope.results.runs import load_run
     from cope.runner import summary
 
     with StubServer() as stub:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from analysis.pareto import Point, cost_to_reach, gap_closing_costs, pareto_frontier
+from cope.results.pareto import Point, cost_to_reach, gap_closing_costs, pareto_frontier
 
 SMALL = Point("small", 0.0, 0.50)
 LARGE = Point("large", 100.0, 0.80)

@@ -3,7 +3,7 @@
 import matplotlib.image
 import pytest
 
-from analysis.pareto import Point, pareto_frontier
+from cope.results.pareto import Point, pareto_frontier
 from analysis.plots import (
     calibration_plot, on_full_problem_set, pareto_figure, pareto_plot, propagation_plot,
     stage_plot,

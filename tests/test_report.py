@@ -10,7 +10,7 @@ import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
 from analysis.report import main, pareto_section, restrict_to_common
-from analysis.runs import load_runs
+from cope.results.runs import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from analysis import published
-from analysis.method_defaults import METHOD_CONF_DIR
-from analysis.runs import cell_label, cell_of, load_runs
+from cope.results.method_defaults import METHOD_CONF_DIR
+from cope.results.runs import cell_label, cell_of, load_runs
 from analysis.stats import mean_std, wilson_interval
 from analysis.tables import (all_tables, main_results, matching, seeds_table, stages_table,
                              thresholds_table)

@@ -4,7 +4,7 @@ A run directory holds `config.yaml` and `problems.jsonl`, and `metrics.json` onc
 ended. Runs still going or stopped by a kill have no `metrics.json`: they load as partial
 runs (their finished problems only), never silently as complete ones.
 
-    python -m analysis.runs runs/           # one Markdown row per run found below runs/
+    python -m cope.results.runs runs/           # one Markdown row per run found below runs/
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from analysis.method_defaults import default_settings, variant_label, variant_of
 from cope.config import MethodConfig, current_aliases, pair_files, pair_label
 from cope.records import read_complete_lines
+from cope.results.method_defaults import default_settings, variant_label, variant_of
 
 # the method schema's defaults (cope.config.MethodConfig), which are COPE's
 DEFAULT_VOTES, DEFAULT_TAUS = MethodConfig.votes, (MethodConfig.tau1, MethodConfig.tau2)

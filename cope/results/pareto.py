@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,22 @@ def pareto_frontier(points: Sequence[Point]) -> list[Point]:
             else:
                 front.append(p)
     return front
+
+
+def on_full_problem_set(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points that rest on the most problems of their group, the only ones a frontier
+    may be drawn through: a run stopped after 7 problems is not comparable with finished
+    ones (its 7 may be the easy ones), so it is shown but cannot define the frontier."""
+    full = max((p["n"] for p in points), default=0)
+    return [p for p in points if p["n"] == full]
+
+
+def frontier_of(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points (dicts with label, n, and estimates under cost and accuracy) on the Pareto
+    frontier of those on the full problem set."""
+    full = on_full_problem_set(points)
+    front = pareto_frontier([Point(str(i), p["cost"], p["accuracy"]) for i, p in enumerate(full)])
+    return [full[int(f.label)] for f in front]
 
 
 def cost_to_reach(frontier: Sequence[Point], target: float) -> float | None:

@@ -1,7 +1,7 @@
 """What a method is when composed without overrides, and how a run differs from that.
 
 A cell of a table is a method at its defaults, or with some settings changed. Votes,
-thresholds and stage order are the settings the paper's tables vary, and `analysis.runs`
+thresholds and stage order are the settings the paper's tables vary, and `cope.results.runs`
 keeps them as fields of a cell. Every other change to the method (`method.plan_max_tokens`,
 a stage's plan type, temperature or executor, ...) is the run's *variant*. A run with a
 variant is a cell of its own, labelled with it, and never fills the default row of a table.
@@ -26,7 +26,7 @@ from cope.paths import CONFIG_DIR
 CONF_DIR = CONFIG_DIR
 METHOD_CONF_DIR = CONF_DIR / "method"
 
-# settings a cell keeps as fields of its own (analysis.runs.cell_of)
+# settings a cell keeps as fields of its own (cope.results.runs.cell_of)
 CELL_SETTINGS = ("order", "votes", "tau1", "tau2", "threshold_op")
 # method keys that are not a variant: the cell settings, the name, and the stages (compared
 # one field at a time below)
@@ -78,7 +78,7 @@ def method_defaults(method: str) -> dict[str, Any]:
 
 def default_settings(method: str) -> dict[str, Any]:
     """A method's default order (None: any), votes, (tau1, tau2) and threshold_op, in the
-    form `analysis.runs.cell_of` gives them."""
+    form `cope.results.runs.cell_of` gives them."""
     d = method_defaults(method)
     return {"order": d.get("order"), "votes": int(d["votes"]),
             "taus": (float(d["tau1"]), float(d["tau2"])), "threshold_op": d["threshold_op"]}
