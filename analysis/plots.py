@@ -20,12 +20,12 @@ from analysis.stats import bootstrap_mean_interval
 from cope.results.pareto import Point, on_full_problem_set, pareto_frontier
 
 
-def subplots(ncols: int = 1, figsize=(6.4, 4.4)):
+def subplots(ncols: int = 1, figsize=(6.4, 4.4), vertical: bool = False):
     """A figure on the Agg canvas, outside pyplot: no global backend switch, nothing left
-    open, the same in a script, a test or a notebook."""
+    open, the same in a script, a test or a notebook; `vertical` stacks the panels."""
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, ncols)
+    return fig, fig.subplots(ncols, 1) if vertical else fig.subplots(1, ncols)
 
 
 def png_bytes(fig) -> bytes:
@@ -63,51 +63,179 @@ def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
     return save(pareto_figure(points, title, gap_costs), path)
 
 
+# a paper's column: 3.4 inches wide, text no smaller than 6 points when printed
+COLUMN_WIDTH_IN = 3.4
+PAPER_TEXT = {"font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6.5,
+              "ytick.labelsize": 6.5, "legend.fontsize": 6}
+
+
+def crowded_window(costs: Sequence[float]) -> tuple[float, float] | None:
+    """The narrowest cost range (by ratio) holding three quarters of the priced points, at
+    least three, where a log axis over all of them piles points up; None when there are
+    too few to crowd."""
+    costs = sorted(c for c in costs if c > 0)
+    k = max(3, -(-3 * len(costs) // 4))
+    if len(costs) < 4:
+        return None
+    best = min(range(len(costs) - k + 1), key=lambda i: costs[i + k - 1] / costs[i])
+    lo, hi = costs[best], costs[best + k - 1]
+    return (lo, hi) if hi > lo else None
+
+
 def pareto_figure(points: Sequence[dict], title: str = "", gap_costs: Sequence = ()):
-    """`points` as from `run_point`. Methods that cost nothing (small-only) cannot sit on a
-    log axis: they are drawn as horizontal reference lines, as is large alone. `gap_costs`
-    (`cope.results.pareto.GapCost`) mark where the frontier closes 50/80/100% of the gap. Points
-    on fewer problems than the others are drawn hollow and kept off the frontier."""
-    fig, ax = subplots(figsize=(6.4, 4.4))
-    priced = [p for p in points if p["cost"].estimate > 0]
-    full = on_full_problem_set(points)
-    front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
-                             for p in full])
-    for p in priced:
+    """`points` as from `run_point`, at a paper's column width. The top panel has every
+    method on a log cost axis; methods that cost nothing (small-only) cannot sit on it and
+    are horizontal lines. Below, the crowded cost range (`crowded_window`) on a linear
+    axis, its points labelled there. Each method has its own colour and marker
+    (`cope.results.styles`, as in `cope view`); frontier points are ringed in black and
+    joined by the frontier line. `gap_costs` (`cope.results.pareto.GapCost`) mark where the
+    frontier closes 50/80/100% of the gap. Points on fewer problems than the others are
+    drawn hollow and kept off the frontier."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    with matplotlib.rc_context(PAPER_TEXT):
+        priced = [p for p in points if p["cost"].estimate > 0]
+        window = crowded_window([p["cost"].estimate for p in priced])
+        fig, axes = subplots(2 if window else 1, figsize=(COLUMN_WIDTH_IN, 5.6 if window else 3.4),
+                             vertical=True)
+        axes = list(axes) if window else [axes]
+        full = on_full_problem_set(points)
+        front = pareto_frontier([Point(p["label"], p["cost"].estimate, p["accuracy"].estimate)
+                                 for p in full])
+        on_front = {f.label for f in front}
+        inside = (lambda p: window[0] <= p["cost"].estimate <= window[1]) if window else (lambda p: False)
+        overview = _pareto_panel(axes[0], points, full, on_front, front, gap_costs, log=bool(priced))
+        axes[0].set_title(title)
+        if window:
+            zoomed = [p for p in priced if inside(p)]
+            zoom = _pareto_panel(axes[1], zoomed, full, on_front, front, gap_costs, log=False,
+                                 references=False)
+            pad = 0.06 * (window[1] - window[0])
+            axes[1].set_xlim(window[0] - pad, window[1] + pad)
+            accs = [100 * p["accuracy"].estimate for p in zoomed]
+            axes[1].set_ylim(min(accs) - 3, max(accs) + 3)
+            axes[1].set_title(f"zoom: {window[0]:,.0f} to {window[1]:,.0f} USD per 1M (linear)")
+            axes[0].axvspan(window[0], window[1], color="0.85", alpha=0.5, lw=0, zorder=0)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if any(p["n"] < full[0]["n"] for p in points):
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="0.3"))
+            labels.append("fewer problems: off the frontier")
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+        # labels last, once every panel's limits are final
+        fig.canvas.draw()
+        overview([p for p in points if not inside(p)])
+        if window:
+            zoom(zoomed)
+    return fig
+
+
+def _pareto_panel(ax, points, full, on_front, front, gap_costs, *, log: bool,
+                  references: bool = True):
+    """Draw the points on `ax`; returns the function that labels a list of them."""
+    from cope.results.styles import method_style
+
+    n_full = full[0]["n"] if full else 0
+    drawn = []
+    for p in points:
         acc, cost = p["accuracy"], p["cost"]
-        hollow = p["n"] < full[0]["n"]
+        if cost.estimate <= 0:
+            continue
+        style = method_style(p["method"])
+        hollow = p["n"] < n_full
+        is_front = p["label"] in on_front and not hollow
         # a percentile interval need not hold its estimate to the last bit: errors are >= 0
         ax.errorbar(cost.estimate, 100 * acc.estimate,
                     xerr=[[max(0.0, cost.estimate - cost.low)], [max(0.0, cost.high - cost.estimate)]],
                     yerr=[[max(0.0, 100 * (acc.estimate - acc.low))],
                           [max(0.0, 100 * (acc.high - acc.estimate))]],
-                    fmt="o", capsize=3, mfc="none" if hollow else None,
-                    label=f"{p['label']} (n={p['n']}{', fewer problems' if hollow else ''})")
+                    fmt=style["marker"], color=style["colour"], ecolor=style["colour"],
+                    elinewidth=0.5, alpha=0.85, capsize=1.2, ms=6 if is_front else 4.5,
+                    mfc="none" if hollow else style["colour"],
+                    mec="black" if is_front else style["colour"], mew=1.1 if is_front else 0.6,
+                    zorder=3, gid=p["label"])
+        drawn.append(p)
     front_priced = [f for f in front if f.cost > 0]
-    if front_priced:
-        ax.plot([f.cost for f in front_priced], [100 * f.accuracy for f in front_priced], "k--",
-                lw=1, alpha=0.6, label="Pareto frontier")
-    styles = {"small_single": ":", "small_majority": "-.", "large": "-"}
-    for p in points:
-        if p["label"] in styles:
-            ax.axhline(100 * p["accuracy"].estimate, color="grey", ls=styles[p["label"]], lw=1,
-                       label=f"{p['label']} accuracy (n={p['n']})")
-        if p["label"] == "large" and p["cost"].estimate > 0:
-            ax.axvline(p["cost"].estimate, color="grey", ls="-", lw=0.6, alpha=0.6,
-                       label="large cost")
-    for g in gap_costs:
-        if g.cost is not None and g.cost > 0:
-            ax.plot([g.cost], [100 * g.target_accuracy], marker="x", color="black", ms=7, ls="none",
-                    label=f"{100 * g.fraction:.0f}% of gap closed")
-    if priced:
+    if len(front_priced) > 1:
+        ax.plot([f.cost for f in front_priced], [100 * f.accuracy for f in front_priced],
+                color="black", ls="--", lw=1.4, zorder=2, label="Pareto frontier" if references else None)
+    if references:
+        styles = {"small_single": ":", "small_majority": "-.", "large": "-"}
+        for p in points:
+            if p["label"] in styles:
+                ax.axhline(100 * p["accuracy"].estimate, color=method_style(p["method"])["colour"],
+                           ls=styles[p["label"]], lw=0.9, zorder=1,
+                           label=f"{p['label']} accuracy (n={p['n']})")
+            if p["label"] == "large" and p["cost"].estimate > 0:
+                ax.axvline(p["cost"].estimate, color="grey", ls="-", lw=0.5, alpha=0.6,
+                           label="large cost")
+        for g in gap_costs:
+            if g.cost is not None and g.cost > 0:
+                ax.plot([g.cost], [100 * g.target_accuracy], marker="x", color="black", ms=5,
+                        ls="none", label=f"{100 * g.fraction:.0f}% of gap closed")
+    if log:
         ax.set_xscale("log")
-    ax.set_xlabel("cost (USD per million problems, log scale)" if priced else
+    ax.set_xlabel("cost (USD per million problems" + (", log scale)" if log else ")")
+                  if any(p["cost"].estimate > 0 for p in points) else
                   "cost (USD per million problems): every method costs 0")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+
+    def label(chosen) -> None:
+        # methods at the same point (FrugalGPT that always escalates, and large) share one
+        names: dict[tuple, list[str]] = {}
+        for p in drawn:
+            names.setdefault((p["cost"].estimate, p["accuracy"].estimate), []).append(p["label"])
+        renderer = ax.figure.canvas.get_renderer()
+        placed = [_marker_box(ax, p) for p in drawn]  # labels keep off every marker
+        done: set[tuple] = set()
+        for p in sorted((p for p in drawn if p in chosen), key=lambda q: q["label"] not in on_front):
+            where = (p["cost"].estimate, p["accuracy"].estimate)
+            if where in done:
+                continue
+            done.add(where)
+            hollow = p["n"] < n_full
+            _place_label(ax, p["cost"].estimate, 100 * p["accuracy"].estimate,
+                         " = ".join(names[where]) + (f" (n={p['n']})" if hollow else ""), placed,
+                         renderer, bold=p["label"] in on_front and not hollow)
+
+    return label
+
+
+def _marker_box(ax, p):
+    from matplotlib.transforms import Bbox
+
+    x, y = ax.transData.transform((p["cost"].estimate, 100 * p["accuracy"].estimate))
+    return Bbox([[x - 4, y - 4], [x + 4, y + 4]])
+
+
+# offsets (points) and alignments tried in turn for a point's label
+_LABEL_SPOTS = ((4, 3, "left", "bottom"), (-4, 3, "right", "bottom"), (4, -3, "left", "top"),
+                (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"))
+
+
+def _place_label(ax, x: float, y: float, text: str, placed: list, renderer,
+                 bold: bool = False) -> None:
+    """Annotate (x, y) with `text` at the first spot whose box overlaps nothing placed
+    before and stays inside the axes; where none is free the label goes to the first spot."""
+    inside = ax.get_window_extent(renderer)
+    first = None
+    for dx, dy, ha, va in _LABEL_SPOTS:
+        note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                           va=va, fontsize=6, fontweight="bold" if bold else "normal", zorder=4)
+        box = note.get_window_extent(renderer)
+        free = not any(box.overlaps(other) for other in placed) and (
+            inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1)
+        if free:
+            placed.append(box)
+            if first is not None:
+                first.remove()
+            return
+        if first is None:
+            first = note
+        else:
+            note.remove()
+    placed.append(first.get_window_extent(renderer))
 
 
 def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:

@@ -53,12 +53,39 @@ def test_a_point_on_fewer_problems_is_drawn_hollow_and_kept_off_the_frontier():
     partial = dict(point("cope_s2s3", 20.0, 1.0), n=7)  # 7 of 7 right: not comparable
     assert [p["label"] for p in on_full_problem_set([*POINTS, partial])] == [
         p["label"] for p in POINTS]
-    ax = pareto_figure([*POINTS, partial]).axes[0]
+    fig = pareto_figure([*POINTS, partial])
+    ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["Pareto frontier"].get_xdata()) == [10.0, 40.0, 100.0]
-    drawn = {c.get_label(): c.lines[0] for c in ax.containers}
-    assert drawn["cope_s2s3 (n=7, fewer problems)"].get_markerfacecolor() == "none"
-    assert drawn["cope (n=100)"].get_markerfacecolor() != "none"
+    drawn = {c.lines[0].get_gid(): c.lines[0] for c in ax.containers}
+    assert drawn["cope_s2s3"].get_markerfacecolor() == "none"
+    assert any(t.get_text() == "cope_s2s3 (n=7)" for panel in fig.axes for t in panel.texts)
+
+
+def test_each_method_has_its_own_colour_and_marker_and_every_point_a_label():
+    from cope.results.styles import KNOWN, method_style
+
+    styles = [tuple(method_style(m).values()) for m in KNOWN]
+    assert len(set(styles)) == len(KNOWN)  # the paper's methods and baselines never share one
+    fig = pareto_figure(POINTS)
+    overview, zoom = fig.axes  # four priced points: three of them crowd into a zoomed panel
+    drawn = {c.lines[0].get_gid(): c.lines[0] for ax in fig.axes for c in ax.containers}
+    for label, line in drawn.items():
+        style = method_style(label.split()[0])
+        assert (line.get_color(), line.get_marker()) == (style["colour"], style["marker"])
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sorted(labels) == sorted(p["label"] for p in POINTS if p["cost"].estimate > 0)
+    assert zoom.get_xscale() == "linear" and overview.get_xscale() == "log"
+    low, high = zoom.get_xlim()
+    assert low < 40.0 and high > 100.0 and low > 10.0  # cope_s1s2 (10) stays in the overview
+    # labels overlap neither each other nor the axes' edges
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.texts]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    # a paper's column
+    assert fig.get_size_inches()[0] == pytest.approx(3.4)
+    assert drawn["cope"].get_markerfacecolor() != "none"
 
 
 def test_stage_calibration_and_propagation_plots_are_written(tmp_path):

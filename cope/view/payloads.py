@@ -42,6 +42,7 @@ class RunsDir:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self.shown_root = Path(root).as_posix()  # as the user gave it: an export names no home
         self._files: dict[Path, RunFiles] = {}
         self._reported: set[str] = set()
         self._found: tuple[float, dict[str, Path]] = (-math.inf, {})
@@ -110,7 +111,8 @@ class RunsDir:
         metrics = loaded["metrics"]
         n_selected = (metrics or {}).get("n_selected") or _n_selected(config)
         self._say(key, notes)
-        return {"key": key, "run_dir": str(self.files(key).path), "config": config,
+        shown = self.shown_root if self.files(key).path == self.root else f"{self.shown_root}/{key}"
+        return {"key": key, "run_dir": shown, "config": config,
                 "metrics": metrics, "problems": problems, "cell": cell, "label": label,
                 "finished": bool(metrics and metrics.get("finished")),
                 "n_selected": n_selected, "notes": notes}
@@ -142,7 +144,7 @@ class RunsDir:
             notes.append(f"no runs below {self.root}: a run directory holds problems.jsonl "
                          "(and config.yaml); pass a run, a multirun or a directory of runs")
             self._say("runs", notes)
-        return {"root": str(self.root), "runs": summaries, "groups": _groups(summaries),
+        return {"root": self.shown_root, "runs": summaries, "groups": _groups(summaries),
                 "notes": notes}
 
     def run_payload(self, key: str) -> dict[str, Any]:
