@@ -61,3 +61,11 @@ def test_cpu_limit(tmp_path):
     for model in result["limit"].values():
         assert set(model["decode_tokens_per_s"]) == {"1", "2"}
         assert model["prompt_tokens_per_s"] > 0
+
+
+def test_view_load(tmp_path):
+    result = run_benchmark("view_load", tmp_path / "view.json", "--copies", "2", "--no-browser")
+    large = result["large_run"]
+    assert large["runs"] == 1 and large["problems"] == 200
+    assert result["gsm8k_reproduction"]["runs"] >= 15
+    assert all(v > 0 for v in (large["first_problem_s"], large["parse_everything_s"]))

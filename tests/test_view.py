@@ -326,3 +326,14 @@ def test_errors_show_on_the_page(analysis_sweep, tmp_path, page):
         assert "no run with file name" in page.inner_text("[data-test=error]")
     finally:
         server.shutdown()
+
+
+def test_the_committed_reproduction_site_is_current(tmp_path, monkeypatch):
+    """experiments/results/gsm8k-cpu/view is what --export writes today from the records
+    beside it: re-export it (`cope view experiments/results/gsm8k-cpu --export
+    experiments/results/gsm8k-cpu/view`) when the viewer or the records change."""
+    committed = ROOT / "experiments" / "results" / "gsm8k-cpu" / "view"
+    fresh = tmp_path / "view"
+    monkeypatch.chdir(ROOT)  # paths in the site are written as given: relative to the repository
+    Pages(RunsDir(Path("experiments/results/gsm8k-cpu"))).export(fresh)
+    assert tree_digest(fresh) == tree_digest(committed)

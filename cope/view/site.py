@@ -49,8 +49,8 @@ class Pages:
             return script(path, self.runs.run_payload(self._run_key(parts[2])))
         if len(parts) == 4 and parts[1] == "problem":
             key = self._run_key(parts[2])
-            problem = next((p["id"] for p in self.runs.run_payload(key)["problems"]
-                            if p["file"] == parts[3]), None)
+            problem = next((str(p.get("id")) for p in self.runs.run(key)["problems"]
+                            if file_key(str(p.get("id"))) == parts[3]), None)
             if problem is None:
                 raise KeyError(f"run {key!r} has no problem file {parts[3]!r}")
             return script(path, self.runs.problem_payload(key, problem))

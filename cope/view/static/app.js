@@ -5,6 +5,7 @@
 
 const MODE = document.body.dataset.mode === "live" ? "live" : "export";
 const REFRESH_MS = 5000;
+const ROWS_SHOWN = 500;
 const pending = {};
 
 window.copeData = (path, payload) => {
@@ -358,10 +359,15 @@ function runView(data) {
     if (f.failed && !p.failed) return false;
     return true;
   }
+  const more = h("button", { type: "button", "data-test": "show-all", onclick: () => { f.all = true; fill(); } });
   function fill() {
     const rows = data.problems.filter(keep);
     count.textContent = `${rows.length} of ${data.problems.length} problems`;
-    body.replaceChildren(...rows.map((p) => h("tr", { className: "row", "data-problem": p.id, onclick: () => { location.hash = `#/run/${data.summary.file}/p/${p.file}`; } },
+    // a run of thousands of problems draws its first rows; the rest on request
+    const shown = f.all ? rows : rows.slice(0, ROWS_SHOWN);
+    more.textContent = `show all ${rows.length}`;
+    more.hidden = shown.length === rows.length;
+    body.replaceChildren(...shown.map((p) => h("tr", { className: "row", "data-problem": p.id, onclick: () => { location.hash = `#/run/${data.summary.file}/p/${p.file}`; } },
       h("td", { className: "num" }, p.index), h("td", {}, h("a", { href: `#/run/${data.summary.file}/p/${p.file}` }, p.id)),
       h("td", {}, p.question === null ? h("span", { className: "muted" }, "–") : p.question.length > 140 ? p.question.slice(0, 140) + "…" : p.question),
       h("td", {}, p.answer ?? "–"), h("td", {}, p.gold ?? "–"), h("td", {}, verdict(p.correct)), h("td", {}, p.resolved_stage ?? "–"),
@@ -369,6 +375,7 @@ function runView(data) {
       h("td", { className: "num" }, perMillion(p.cost_usd)), h("td", { className: "num" }, `${p.truncated ?? "–"} / ${p.failed ?? "–"}`))));
   }
   fill();
+  put(wrap, more);
   return wrap;
 }
 
