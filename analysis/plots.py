@@ -20,6 +20,12 @@ from analysis.stats import bootstrap_mean_interval
 from cope.results.pareto import Point, on_full_problem_set, pareto_frontier
 
 
+# a paper's column: 3.4 inches wide, text no smaller than 6 points when printed
+COLUMN_WIDTH_IN = 3.4
+PAPER_TEXT = {"font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6.5,
+              "ytick.labelsize": 6.5, "legend.fontsize": 6}
+
+
 def subplots(ncols: int = 1, figsize=(6.4, 4.4), vertical: bool = False):
     """A figure on the Agg canvas, outside pyplot: no global backend switch, nothing left
     open, the same in a script, a test or a notebook; `vertical` stacks the panels."""
@@ -37,6 +43,20 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
+def paper_text(draw):
+    """Run a figure function with a paper's text sizes (text takes its size when drawn)."""
+    import functools
+
+    import matplotlib
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with matplotlib.rc_context(PAPER_TEXT):
+            return draw(*args, **kwargs)
+    return drawn
+
+
+@paper_text
 def save(fig, path: str | Path) -> list[Path]:
     """Write `path`.png and `path`.pdf; returns both paths."""
     path = Path(path)
@@ -61,12 +81,6 @@ def run_point(run: dict, *, resamples: int = 2000, seed: int = 0) -> dict:
 def pareto_plot(points: Sequence[dict], path: str | Path, title: str = "",
                 gap_costs: Sequence = ()) -> list[Path]:
     return save(pareto_figure(points, title, gap_costs), path)
-
-
-# a paper's column: 3.4 inches wide, text no smaller than 6 points when printed
-COLUMN_WIDTH_IN = 3.4
-PAPER_TEXT = {"font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6.5,
-              "ytick.labelsize": 6.5, "legend.fontsize": 6}
 
 
 def crowded_window(costs: Sequence[float]) -> tuple[float, float] | None:
@@ -238,16 +252,17 @@ def _place_label(ax, x: float, y: float, text: str, placed: list, renderer,
     placed.append(first.get_window_extent(renderer))
 
 
+@paper_text
 def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
     """`table` from `analysis.stages.stage_table`."""
-    fig, (left, right) = subplots(2, figsize=(8, 3.4))
+    fig, (left, right) = subplots(2, figsize=(COLUMN_WIDTH_IN, 2.5))
     names = [row["stage"] for row in table]
     x = np.arange(len(names))
     left.bar(x - 0.2, [row["reached"] for row in table], 0.4, label="reached")
     left.bar(x + 0.2, [row["resolved"] for row in table], 0.4, label="resolved")
     left.set_xticks(x, names)
     left.set_ylabel("problems")
-    left.legend(fontsize=8)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     pct = lambda v: 100 * v if v is not None else np.nan  # noqa: E731
     right.bar(x - 0.2, [pct(row["stage_accuracy"]) for row in table], 0.4,
               label="stage answer, all reached")
@@ -256,27 +271,28 @@ def stage_plot(table: Sequence[dict], path: str | Path, title: str = "") -> list
     right.set_xticks(x, names)
     right.set_ylim(0, 100)
     right.set_ylabel("accuracy (%)")
-    right.legend(fontsize=8)
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.suptitle(title)
     return save(fig, path)
 
 
+@paper_text
 def calibration_plot(bins: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
     """`bins` from `analysis.stages.calibration`: marker area grows with the count."""
-    fig, ax = subplots(figsize=(4.6, 4.2))
+    fig, ax = subplots(figsize=(COLUMN_WIDTH_IN, 3.1))
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="calibrated")
     for stage in dict.fromkeys(b["stage"] for b in bins):
         rows = [b for b in bins if b["stage"] == stage]
         ax.plot([b["consensus"] for b in rows], [b["accuracy"] for b in rows], "-", lw=1)
         ax.scatter([b["consensus"] for b in rows], [b["accuracy"] for b in rows],
-                   s=[20 + 8 * b["n"] for b in rows], alpha=0.7,
+                   s=[8 + 3 * b["n"] for b in rows], alpha=0.7,
                    label=f"{stage} ({sum(b['n'] for b in rows)} problems)")
     ax.set_xlim(0, 1.05)
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("consensus (share of votes for the majority answer)")
     ax.set_ylabel("accuracy of the majority answer")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend()
     return save(fig, path)
 
 
@@ -284,9 +300,10 @@ PROPAGATION_KEYS = ("wrong_then_right", "wrong_then_same_wrong", "wrong_then_oth
                     "right_then_wrong", "right_then_right")
 
 
+@paper_text
 def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") -> list[Path]:
     """`flows` from `analysis.stages.propagation`: one stacked bar per stage transition."""
-    fig, ax = subplots(figsize=(6.4, 1.2 + 0.6 * max(1, len(flows))))
+    fig, ax = subplots(figsize=(COLUMN_WIDTH_IN, 1.3 + 0.45 * max(1, len(flows))))
     names = list(flows)
     left = np.zeros(len(names))
     for key in PROPAGATION_KEYS:
@@ -296,5 +313,5 @@ def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") 
     ax.invert_yaxis()  # the first transition on top
     ax.set_xlabel("problems escalated")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3)
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)
     return save(fig, path)

@@ -28,6 +28,7 @@ def assert_written(paths):
     assert pdf.read_bytes()[:5] == b"%PDF-"
     height, width, _ = matplotlib.image.imread(png).shape
     assert height > 200 and width > 200
+    assert width <= 3.7 * 150  # a paper's column (3.4 in) at 150 dpi, with a tight bounding box
 
 
 def test_pareto_figure_draws_the_frontier_and_reference_lines(tmp_path):
