@@ -315,3 +315,38 @@ def propagation_plot(flows: dict[str, dict], path: str | Path, title: str = "") 
     ax.set_title(title)
     fig.legend(loc="outside lower center", ncol=2, frameon=False)
     return save(fig, path)
+
+
+@paper_text
+def signal_plot(stages: Sequence[dict], path: str | Path, title: str = "") -> list[Path]:
+    """`stages` from `analysis.signal.stage_signal`: a reliability diagram (accuracy of each
+    confidence bin against its mean confidence; marker area grows with the count) and the
+    risk-coverage curve, one line per stage."""
+    fig, (left, right) = subplots(2, figsize=(COLUMN_WIDTH_IN, 2.3))
+    left.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    for s in stages:
+        if not s["reached"]:
+            continue
+        ece = "-" if s["ece"] is None else f"{s['ece']:.2f}"
+        auroc = "-" if s["auroc"] is None else f"{s['auroc']:.2f}"
+        line, = left.plot([b["confidence"] for b in s["bins"]], [b["accuracy"] for b in s["bins"]],
+                          "-", lw=0.8)
+        left.scatter([b["confidence"] for b in s["bins"]], [b["accuracy"] for b in s["bins"]],
+                     s=[4 + 2 * b["n"] for b in s["bins"]], color=line.get_color(), alpha=0.7)
+        curve = s["risk_coverage"]
+        right.step([0.0] + [c["coverage"] for c in curve], [curve[0]["risk"]] + [c["risk"] for c in curve],
+                   where="post", color=line.get_color(), lw=1,
+                   label=f"{s['stage']}: AUROC {auroc}, ECE {ece}")
+    left.set_xlim(0, 1.02)
+    left.set_ylim(-0.03, 1.03)
+    left.set_xlabel("confidence")
+    left.set_ylabel("accuracy")
+    left.set_title("reliability")
+    right.set_xlim(0, 1)
+    right.set_ylim(0, 1)
+    right.set_xlabel("coverage")
+    right.set_ylabel("risk (error rate)")
+    right.set_title("risk-coverage")
+    fig.suptitle(title)
+    fig.legend(loc="outside lower center", ncol=1, frameon=False)
+    return save(fig, path)

@@ -14,7 +14,9 @@ finished, and every number says how many problems it rests on. OUT_DIR receives:
   of the stage-1 plan on stage 2 (when an S2+S3 run is present);
 - pareto.md and .json: the frontier points and the cost of closing 50/80/100% of the
   small-to-large accuracy gap;
-- figures/: pareto-*, stages-*, calibration-*, propagation-* as PNG and PDF.
+- signal.md and .json: how good each stage's escalation signal is (AUROC, ECE, risk-coverage)
+  and the cascade oracle on the same generations, for every run of a math task;
+- figures/: pareto-*, stages-*, calibration-*, propagation-*, signal-* as PNG and PDF.
 
 A README.md in RUNS_DIR with the markers of analysis/results_readme.py gets its table of
 results rewritten between them (the reading around it is left as written).
@@ -31,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from analysis import plots, results_readme, significance, stages, tables
+from analysis import plots, results_readme, signal, significance, stages, tables
 from cope.results.pareto import GapCost, Point, gap_closing_costs, pareto_frontier
 from cope.results.runs import SMALL_ONLY, load_runs, summary_table
 from cope.sandbox.isolation import FORMER_LAYERS
@@ -297,6 +299,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
               f"({len(rows)} paired comparisons).", ""]
 
     pareto_all, stages_all, pareto_md, stages_md = {}, {}, [], []
+    signal_all, signal_md = {}, []
     for (task, pair), group in groups.items():
         name = f"{task} / {pair}"
         suffix = f"-{slug(task)}-{slug(pair)}" if several else ""
@@ -307,11 +310,19 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
                                                 title=name, gap_costs=gap_costs)
         pareto_all[name] = section
         pareto_md.append(pareto_markdown(name, section))
+        sig = signal.signal_section(group)
+        signal_all[name] = sig
+        if sig:
+            signal_md.append(signal.signal_markdown(name, sig))
+        # figures for one run per cell (its lowest seed); the Markdown covers every run
+        drawn = {id(run) for run in _one_per_label(group)}
+        for key, d in sig.items():
+            if id(d["_run"]) in drawn:
+                written["figures"] += plots.signal_plot(
+                    d["stages"], out / "figures" / f"signal-{slug(key)}{suffix}", key)
         st = stages_section(group)
         stages_all[name] = st
         stages_md.append(stages_markdown(name, st))
-        # figures for one run per cell (its lowest seed); the Markdown covers every run
-        drawn = {id(run) for run in _one_per_label(group)}
         for key, d in st.items():
             if key == "carried_plan_effect" or id(d["_run"]) not in drawn:
                 continue
@@ -325,8 +336,13 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, resamples: int = 
     _dump(pareto_all, out / "pareto.json")
     (out / "stages.md").write_text("# Per-stage diagnostics\n\n" + "\n".join(stages_md) + "\n" + LIMITS)
     _dump(stages_all, out / "stages.json")
+    (out / "signal.md").write_text("# The escalation signal\n\n" + ("\n".join(signal_md) or (
+        "No run of a math task: a stage's answer is judged only where it can be compared with "
+        "the gold answer (code tasks record no per-stage verdict).\n")) + "\n" + signal.LIMITS)
+    _dump(signal_all, out / "signal.json")
     index += ["## Accuracy against cost", "", *pareto_md,
-              "## Stages", "", "See [stages.md](stages.md).", "", "## Figures", ""]
+              "## Stages", "", "See [stages.md](stages.md).", "",
+              "## The escalation signal", "", "See [signal.md](signal.md).", "", "## Figures", ""]
     index += [f"- [{p.name}](figures/{p.name})" for p in written["figures"] if p.suffix == ".png"]
     (out / "report.md").write_text("\n".join(index) + "\n")
     written.update(significance=rows, seeds=seeds, pareto=pareto_all, stages=stages_all)

@@ -37,11 +37,15 @@ def test_report_writes_tables_tests_and_figures(report):
         assert (report / "tables" / f"{name}.md").read_text().startswith("### Table")
         assert r"\begin{tabular}" in (report / "tables" / f"{name}.tex").read_text()
     for stem in ("pareto", "stages-cope_seed_0", "calibration-cope_seed_0",
-                 "propagation-cope_seed_0", "stages-cope_tau_0.5_0.5_seed_0"):
+                 "propagation-cope_seed_0", "stages-cope_tau_0.5_0.5_seed_0", "signal-cope_seed_0",
+                 "signal-large_seed_0"):
         for ext in ("png", "pdf"):
             assert (report / "figures" / f"{stem}.{ext}").stat().st_size > 1000
     # figures for one seed per cell; the other seeds appear in the Markdown only
     assert not (report / "figures" / "stages-cope_seed_1.png").exists()
+    assert not (report / "figures" / "signal-cope_seed_1.png").exists()
+    signal = (report / "signal.md").read_text()
+    assert "| cope seed 1 | s1 |" in signal and "oracle gap" in signal
     index = (report / "report.md").read_text()
     assert "| gsm8k | cope_s1s3 | qwen-coder-cpu | 12 of 30 (unfinished) |" in index
     assert "Table 11: thresholds" in index and "Cost of closing the small-to-large gap" in index
