@@ -6,9 +6,11 @@ which the fixed path made.
     python benchmarks/cpu_cell.py --compare  # compare what has finished, run nothing
 
 Stoppable at any moment: the run directory (benchmarks/results/cpu_cell/cope) keeps finished
-problems and resumes; a cache beside it (not in git) keeps the generations of problems in
-flight; every 30 s the time spent so far is written to benchmarks/results/cpu_cell/segments.json,
-so a stop loses at most 30 s of the timing.
+problems and resumes; the cache beside it keeps the generations of problems in flight, and
+its archive (generations.jsonl.gz, committed; written every 10 minutes and at the end, read
+into an empty cache at the start) carries them to the next machine, so a stop loses at most
+10 minutes of generations; every 30 s the time spent so far is written to
+benchmarks/results/cpu_cell/segments.json, so a stop loses at most 30 s of the timing.
 
 Compared:
 - time: the new cell's run time (its segments) against the committed cell's decode time, the
@@ -34,16 +36,21 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from cope.cache_archive import export_archive, import_archive
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "cpu_cell"
 RUN_DIR = OUT / "cope"
 SEGMENTS = OUT / "segments.json"
+CACHE = OUT / "generations.sqlite"
+ARCHIVE = OUT / "generations.jsonl.gz"
 COMMITTED = ROOT / "experiments" / "results" / "gsm8k-cpu" / "cope"
 CELL = ["task=gsm8k", "task.limit=100", "pair=qwen-coder-cpu", "method=cope",
         "backend=llamacpp", "backend.batching=continuous", "backend.batch_size=32",
         "backend.batch_n_ctx=32768", "concurrency=16", "progress=false", "tracker=none",
-        "resume=true", f"run_dir={RUN_DIR}", f"cache.path={OUT / 'generations.sqlite'}"]
+        "resume=true", f"run_dir={RUN_DIR}", f"cache.path={CACHE}"]
 HEARTBEAT_S = 30
+ARCHIVE_EVERY = 20  # heartbeats: every 10 minutes
 
 
 def _segments() -> list[dict]:
@@ -60,10 +67,18 @@ def run_cell() -> int:
     start = time.perf_counter()
     stop = threading.Event()
 
+    if ARCHIVE.exists() and not CACHE.exists():
+        read, _ = import_archive(ARCHIVE, CACHE)
+        print(f"cpu_cell: {read} generations of earlier segments from {ARCHIVE.name}", flush=True)
+
     def beat() -> None:
+        beats = 0
         while not stop.wait(HEARTBEAT_S):
+            beats += 1
             segment["seconds"] = round(time.perf_counter() - start, 1)
             SEGMENTS.write_text(json.dumps(segments, indent=1) + "\n")
+            if beats % ARCHIVE_EVERY == 0 and CACHE.exists():
+                export_archive(CACHE, ARCHIVE)
 
     threading.Thread(target=beat, daemon=True).start()
     try:
@@ -73,6 +88,8 @@ def run_cell() -> int:
         segment["seconds"] = round(time.perf_counter() - start, 1)
         segment["finished_problems_after"] = _count_problems()
         SEGMENTS.write_text(json.dumps(segments, indent=1) + "\n")
+        if CACHE.exists():
+            export_archive(CACHE, ARCHIVE)
     return code
 
 
