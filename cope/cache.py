@@ -64,12 +64,13 @@ def enable_wal(db: sqlite3.Connection, patience_s: float = 60.0) -> None:
 
 
 class GenerationCache:
-    """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), off."""
+    """mode: readwrite (look up, store misses), readonly (replay: a miss is an error), survey
+    (read only: a miss is None, and the Generator counts it instead of generating), off."""
 
     def __init__(self, path: str | Path | None, mode: str = "readwrite",
                  shared: SharedSegments | None = None, reuse_former_keys: bool = False) -> None:
-        if mode not in ("readwrite", "readonly", "off"):
-            raise ConfigError(f"cache.mode='{mode}': choose readwrite, readonly or off.")
+        if mode not in ("readwrite", "readonly", "survey", "off"):
+            raise ConfigError(f"cache.mode='{mode}': choose readwrite, readonly, survey or off.")
         if shared is not None and mode != "readwrite":
             raise ConfigError(f"cache.shared_dir needs cache.mode=readwrite, not {mode}.")
         self.mode = mode
@@ -87,9 +88,9 @@ class GenerationCache:
             return
         if self.path is None:
             raise ConfigError("The generation cache needs a path (cache.path).")
-        if mode == "readonly" and not self.path.is_file():
+        if mode in ("readonly", "survey") and not self.path.is_file():
             raise ConfigError(
-                f"cache.mode=readonly replays {self.path}, which does not exist. "
+                f"cache.mode={mode} reads {self.path}, which does not exist. "
                 "Run once with cache.mode=readwrite first."
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,10 @@ def main() -> None:
         from cope.view.cli import main as view
 
         sys.exit(view(sys.argv[2:]))
+    if sys.argv[1:2] == ["calibrate"]:  # `cope calibrate POOLS`: reads pools, runs no cascade
+        from cope.calibration.cli import main as calibrate
+
+        sys.exit(calibrate(sys.argv[2:]))
     # before Hydra, whose parser refuses an old dotted alias with a lexer error
     try:
         refuse_renamed(sys.argv[1:])

@@ -60,6 +60,9 @@ class Batching(StrEnum):
 class CacheMode(StrEnum):
     readwrite = "readwrite"  # look up, store misses
     readonly = "readonly"  # replay: a miss is an error
+    # read only; a miss is counted and abstains, and nothing is generated: what a config
+    # would need beyond a cache (cope-calibrate's pools)
+    survey = "survey"
     off = "off"
 
 
@@ -145,6 +148,9 @@ class MethodConfig:
     plan_max_tokens: int = 64  # planner budget: a goal is one sentence, a guideline two
     stages: dict[str, StageConfig] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # stages run, in this order
+    # false: a pool (experiment=pool): every stage runs on every problem and the first that
+    # accepts answers, so any thresholds replay from its generations (cope-calibrate)
+    early_exit: bool = True
 
 
 @dataclass

@@ -130,7 +130,7 @@ class CascadeMethod:
     def __init__(self, name: str, stages: list[Stage], roles: dict[str, str], task: Task,
                  generator: Generator | RetaggingGenerator, seed: int = 0,
                  threshold_op: str = "gt",
-                 scorers: dict[str, Scorer] | None = None) -> None:
+                 scorers: dict[str, Scorer] | None = None, early_exit: bool = True) -> None:
         self.name = name
         self.stages = stages
         self.roles = roles  # role -> model alias
@@ -138,6 +138,8 @@ class CascadeMethod:
         self.generator = generator
         self.seed = seed
         self.threshold_op = threshold_op
+        # False: a pool; every stage runs on every problem, and the first to accept answers
+        self.early_exit = early_exit
         self.scorers = dict(scorers or {})  # stage name -> scorer (confidence=scorer)
         self.rules: dict[str, Rule] = {}  # stage name -> its confidence rule
         for stage in stages:
@@ -152,7 +154,7 @@ class CascadeMethod:
         """The same method drawing its samples through another generator."""
         return CascadeMethod(self.name, self.stages, self.roles, self.task,
                              generator, seed=self.seed, threshold_op=self.threshold_op,
-                             scorers=self.scorers)
+                             scorers=self.scorers, early_exit=self.early_exit)
 
     def _request(self, alias: str, messages, temperature: float, max_tokens: int,
                  sample_index: int, want_logprobs: bool = False) -> GenerationRequest:
@@ -249,6 +251,7 @@ class CascadeMethod:
         collected: list[tuple[SampleTag, Generation]] = []
         results: list[StageResult] = []
         carried: list[Plan] = []
+        answering: StageResult | None = None
         for position, stage in enumerate(self.stages):
             is_last = position == len(self.stages) - 1
             # seeded by run seed, problem and stage: the choice of g^S is reproducible and does
@@ -256,7 +259,12 @@ class CascadeMethod:
             rng = SeededOnUse(("plan-choice", self.seed, problem.id, stage.name))
             result = await self.run_stage(problem, stage, carried, rng, is_last, collected)
             results.append(result)
-            if result.accepted:
-                return ProblemResult(problem, result.vote.answer, stage.name, results, collected)
+            if result.accepted and answering is None:
+                answering = result
+                if self.early_exit:
+                    break
+            # what a stage passes on does not depend on whether it answered, so a pool's later
+            # stages are the ones any threshold would reach
             carried = result.passed_on
-        raise AssertionError("the last stage always answers")  # pragma: no cover
+        assert answering is not None, "the last stage always answers"
+        return ProblemResult(problem, answering.vote.answer, answering.name, results, collected)

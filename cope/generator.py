@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ from cope.samples import (
 )
 
 OnSample = Callable[[SampleTag, Generation], None]
+# what a survey (cache.mode=survey) answers for a generation the cache lacks
+NOT_IN_CACHE = Completion(text="", prompt_tokens=0, completion_tokens=0,
+                          finish_reason="error: not in the cache (survey)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Generator:
         self.backend_calls = 0
         self.cache_hits = 0
         self.failed_calls = 0
+        # cache.mode=survey: generations the cache lacks, per model alias; each is answered
+        # as a failed sample (it abstains) and no backend is called
+        self.missing: Counter[str] = Counter()
         self.max_consecutive_failures = max_consecutive_failures
         self._failures_in_a_row: dict[str, int] = {}  # per model alias
         self._last_failure: dict[str, str] = {}
@@ -87,6 +94,9 @@ class Generator:
             if cached is not None:
                 self.cache_hits += 1
                 results[i] = self._finish(request, cached, True, tags[i])
+            elif self.cache.mode == "survey":
+                self.missing[request.model] += 1
+                results[i] = self._finish(request, NOT_IN_CACHE, False, tags[i])
             else:
                 backend = self.bindings[request.model].backend
                 backends[id(backend)] = backend

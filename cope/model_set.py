@@ -70,7 +70,8 @@ class ModelSet:
             self.owned.append(backends[model_cfg.backend])
         backend = backends[model_cfg.backend]
         identity = None
-        if self.cfg.cache.mode == "readonly":  # every generation comes from the cache
+        # every generation comes from the cache (survey: or is counted as missing)
+        if self.cfg.cache.mode in ("readonly", "survey"):
             identity = backend.replay_identity(alias, model_cfg)
         if identity is None:
             identity = backend.add_model(alias, model_cfg)

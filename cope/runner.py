@@ -153,7 +153,7 @@ class Run:
         stages = [Stage.from_config(name, cfg.method.stages[name]) for name in cfg.method.order]
         self.method = CascadeMethod(cfg.method.name, stages, self.roles, self.task, self.generator,
                                     seed=cfg.seed, threshold_op=cfg.method.threshold_op,
-                                    scorers=scorers)
+                                    scorers=scorers, early_exit=cfg.method.early_exit)
         # the method solves a problem, or the task's loop around it does (agent episodes)
         self.solver = self.task.solver(self.method)
         # a resumed run starts from the problems that already finished
@@ -263,6 +263,9 @@ class Run:
             "truncated_samples": sum(row.get("truncated_samples", 0) for row in self.rows),
             "spent_usd": self.budget.spent_usd,  # backend calls of this invocation only
             "threshold_op": self.cfg.method.threshold_op,
+            **({} if self.cfg.method.early_exit else {"pool": True}),  # every stage was run
+            **({"missing_generations": dict(self.generator.missing)}
+               if self.cfg.cache.mode == "survey" else {}),
             **({"task_details": details} if (details := self.task.details()) else {}),
             **({"sandbox_isolation": isolation} if (isolation := sandbox_counts(self.rows)) else {}),
             **({"serving": self.models.serving} if self.models.serving else {}),

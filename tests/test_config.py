@@ -104,7 +104,7 @@ def test_validation_errors_name_the_fix(overrides, message):
     ("method.threshold_op=gte", "[gt, ge]"),
     ("method.stages.s1.plan=sketch", "[goal, guideline, both, none, carry]"),
     ("method.stages.s1.style=poem", "[cot, pot, mixed]"),
-    ("cache.mode=sometimes", "[readwrite, readonly, off]"),
+    ("cache.mode=sometimes", "[readwrite, readonly, survey, off]"),
 ])
 def test_a_value_outside_a_closed_set_fails_as_the_config_is_composed(override, choices):
     with pytest.raises(ConfigCompositionException) as info:

@@ -38,6 +38,9 @@ class StageSamples:
         """The task's vote over per-sample answers: a written answer is read from the text,
         a program's by running it (in worker threads: programs take time)."""
         problem, task = self.problem, self.task
+        if self.stage.style == "cot":  # the common case, kept short: it runs for every stage
+            return task.vote(problem, [task.extract(problem, g.text) for g in self.generations],
+                             self.rng)
 
         def answer(style: str, text: str) -> str | None:
             if style == "pot":
@@ -45,8 +48,6 @@ class StageSamples:
             return task.extract(problem, text)
 
         styles = self.styles
-        if set(styles) == {"cot"}:
-            return task.vote(problem, [answer("cot", t) for t in self.texts], self.rng)
         answers = await asyncio.gather(*(asyncio.to_thread(answer, style, text)
                                          for style, text in zip(styles, self.texts)))
         isolation = task.program_isolation()

@@ -49,14 +49,14 @@ def _schema_defaults(schema) -> dict[str, Any]:
 
 
 @functools.cache
-def _method_yaml(method: str) -> dict[str, Any] | None:
+def method_yaml(method: str) -> dict[str, Any] | None:
     """conf/method/<method>.yaml merged over the methods of its defaults list, interpolations
     kept as written; None for a method not in conf/."""
     path = METHOD_CONF_DIR / f"{method}.yaml"
     if not path.is_file():
         return None
     data = yaml.safe_load(path.read_text()) or {}
-    parents = [_method_yaml(p) for p in data.get("defaults", [])
+    parents = [method_yaml(p) for p in data.get("defaults", [])
                if isinstance(p, str) and p != "_self_"]
     own = {k: v for k, v in data.items() if k != "defaults"}
     merged = OmegaConf.merge(*[OmegaConf.create(p) for p in parents if p], OmegaConf.create(own))
@@ -69,7 +69,7 @@ def method_defaults(method: str) -> dict[str, Any]:
     without overrides. A method not in conf/ gets the schema's settings and no fixed order."""
     schema = _schema_defaults(MethodConfig)
     settings = {key: schema[key] for key in CELL_SETTINGS if key != "order"}
-    data = _method_yaml(method) or {}
+    data = method_yaml(method) or {}
     settings.update({key: data[key] for key in CELL_SETTINGS if key in data})
     if "order" in settings:
         settings["order"] = tuple(settings["order"])
@@ -99,7 +99,7 @@ def variant_of(config: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     is one difference, not one per stage. Keys a run's config lacks (records written before
     a field existed) count as defaults. A method not in conf/ has no variant."""
     method = config["method"]
-    data = _method_yaml(method["name"])
+    data = method_yaml(method["name"])
     if data is None:
         return ()
     diffs: list[tuple[str, Any]] = []

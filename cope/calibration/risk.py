@@ -1,0 +1,103 @@
+"""Finite-sample, distribution-free risk control for a searched set of configurations.
+
+The guarantee is Learn-then-Test's (Angelopoulos, Bates et al., 2021): each configuration's
+null hypothesis "its risk exceeds alpha" gets a valid p-value, and a family-wise error
+controlling procedure over the searched set returns the configurations whose null it
+rejects; with probability at least 1 - delta over the draw of the dev problems, every
+returned configuration has risk at most alpha on problems exchangeable with them.
+
+- p-values: the betting (hedged capital) test of Waudby-Smith and Ramdas (2023) for the mean
+  of a loss in [0, 1]. Its capital grows when losses fall below alpha; by Ville's
+  inequality 1 / (its maximum) is a p-value. It adapts to the loss's variance, which matters
+  for paired losses that are mostly one half.
+- the search: Pareto Testing (Laufer-Goldshtein et al., 2023). The dev problems are split in
+  two by a hash of their ids. On the first part the configurations on the Pareto front of
+  (risk, objective) are ordered from least to most risky; on the second they are tested in
+  that order, each at level delta, and testing stops at the first null not rejected (fixed
+  sequence testing: no correction for the size of the search is needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def betting_pvalue(losses: Sequence[float], alpha: float, delta: float) -> float:
+    """p-value of H0: E[loss] >= alpha, for losses in [0, 1] in a fixed order."""
+    if not 0 < alpha < 1:
+        return 1.0 if alpha <= 0 else 0.0
+    n = len(losses)
+    capital, best = 1.0, 1.0
+    mean, var, seen = 0.5, 0.25, 1  # the priors of the running estimates
+    total, squares = 0.5, 0.25
+    for x in losses:
+        # bets are predictable (made before x is seen) and keep every factor above one half
+        bet = min(math.sqrt(2 * math.log(1 / delta) / (n * var)), 0.5 / (1 - alpha))
+        capital *= 1 - bet * (x - alpha)
+        best = max(best, capital)
+        total += x
+        squares += (x - mean) ** 2
+        seen += 1
+        mean, var = total / seen, max(squares / seen, 1e-6)
+    return min(1.0, 1 / best)
+
+
+def betting_upper_bound(losses: Sequence[float], delta: float, tol: float = 1e-4) -> float:
+    """The smallest alpha whose null the betting test rejects at level delta: a 1 - delta
+    upper confidence bound on the mean loss of one fixed configuration."""
+    lo, hi = float(np.mean(losses)) if len(losses) else 0.0, 1.0
+    if betting_pvalue(losses, hi - tol, delta) > delta:
+        return 1.0
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if betting_pvalue(losses, mid, delta) <= delta:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def clopper_pearson(successes: int, n: int, delta: float) -> tuple[float, float]:
+    """The exact two-sided 1 - delta interval of a binomial proportion."""
+    lower = 0.0 if successes == 0 else stats.beta.ppf(delta / 2, successes, n - successes + 1)
+    upper = 1.0 if successes == n else stats.beta.ppf(1 - delta / 2, successes + 1, n - successes)
+    return float(lower), float(upper)
+
+
+def split(ids: Sequence[str], fraction: float = 0.5, salt: str = "cope-calibrate"
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the search part and the testing part of the dev problems, by a hash of
+    each id: fixed before any outcome is seen, and the same for every method."""
+    ranks = [hashlib.sha256(f"{salt}|{i}".encode()).hexdigest() for i in ids]
+    order = np.argsort(ranks, kind="stable")
+    cut = int(round(len(ids) * fraction))
+    return np.sort(order[:cut]), order[cut:]  # the testing part in hash order: the bets' order
+
+
+def pareto_front(risk: np.ndarray, objective: np.ndarray) -> np.ndarray:
+    """Indices not dominated in (lower risk, lower objective), from least to most risky."""
+    order = np.lexsort((objective, risk))
+    front, best = [], math.inf
+    for i in order:
+        if objective[i] < best:
+            front.append(i)
+            best = objective[i]
+    return np.array(front, dtype=int)
+
+
+def fixed_sequence(order: Sequence[int], losses: np.ndarray, alpha: float, delta: float
+                   ) -> tuple[list[int], dict[int, float]]:
+    """Test configurations in `order` on their losses (rows), each at level delta, until the
+    first null that stands; the rejected ones and every p-value computed."""
+    valid, pvalues = [], {}
+    for i in order:
+        pvalues[int(i)] = betting_pvalue(losses[i], alpha, delta)
+        if pvalues[int(i)] > delta:
+            break
+        valid.append(int(i))
+    return valid, pvalues
