@@ -36,7 +36,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from cope.cache_archive import export_archive, import_archive
+from cope.cache_archive import kept_in_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "cpu_cell"
@@ -50,7 +50,7 @@ CELL = ["task=gsm8k", "task.limit=100", "pair=qwen-coder-cpu", "method=cope",
         "backend.batch_n_ctx=32768", "concurrency=16", "progress=false", "tracker=none",
         "resume=true", f"run_dir={RUN_DIR}", f"cache.path={CACHE}"]
 HEARTBEAT_S = 30
-ARCHIVE_EVERY = 20  # heartbeats: every 10 minutes
+ARCHIVE_EVERY_S = 600
 
 
 def _segments() -> list[dict]:
@@ -67,29 +67,20 @@ def run_cell() -> int:
     start = time.perf_counter()
     stop = threading.Event()
 
-    if ARCHIVE.exists() and not CACHE.exists():
-        read, _ = import_archive(ARCHIVE, CACHE)
-        print(f"cpu_cell: {read} generations of earlier segments from {ARCHIVE.name}", flush=True)
-
     def beat() -> None:
-        beats = 0
         while not stop.wait(HEARTBEAT_S):
-            beats += 1
             segment["seconds"] = round(time.perf_counter() - start, 1)
             SEGMENTS.write_text(json.dumps(segments, indent=1) + "\n")
-            if beats % ARCHIVE_EVERY == 0 and CACHE.exists():
-                export_archive(CACHE, ARCHIVE)
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        code = subprocess.call([sys.executable, "-m", "cope.cli", *CELL], cwd=ROOT)
+        with kept_in_archive(CACHE, ARCHIVE, ARCHIVE_EVERY_S):
+            code = subprocess.call([sys.executable, "-m", "cope.cli", *CELL], cwd=ROOT)
     finally:
         stop.set()
         segment["seconds"] = round(time.perf_counter() - start, 1)
         segment["finished_problems_after"] = _count_problems()
         SEGMENTS.write_text(json.dumps(segments, indent=1) + "\n")
-        if CACHE.exists():
-            export_archive(CACHE, ARCHIVE)
     return code
 
 

@@ -19,7 +19,9 @@ import io
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from cope.cache import GenerationCache
@@ -88,6 +90,33 @@ def import_archive(archive_path: str | Path, cache_path: str | Path) -> tuple[in
     finally:
         cache.close()
     return len(rows), added
+
+
+@contextmanager
+def kept_in_archive(cache_path: str | Path, archive_path: str | Path, every_s: float = 600.0
+                    ) -> Iterator[None]:
+    """For a long experiment that must survive the machine: an empty cache starts from the
+    archive, and the archive is rewritten every `every_s` seconds and at the end, so a stop
+    loses at most that much of the generations made meanwhile."""
+    cache_path, archive_path = Path(cache_path), Path(archive_path)
+    if archive_path.exists() and not cache_path.exists():
+        import_archive(archive_path, cache_path)
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(every_s):
+            if cache_path.exists():
+                export_archive(cache_path, archive_path)
+
+    keeper = threading.Thread(target=keep, daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+        if cache_path.exists():
+            export_archive(cache_path, archive_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -269,3 +269,29 @@ def test_the_grid_is_every_value_a_consensus_takes(pools, tmp_path):
     assert {c.thresholds[0] for c in configs} == {k / 8 for k in range(9)}
     observed = set(np.round(table.confidence[:2].ravel() * 8, 9))
     assert observed <= set(range(9))
+
+
+def test_the_calibrated_configuration_is_tested_once_against_large(pools, backend, tmp_path):
+    from analysis.calibration import main as report
+
+    assert cli(pools, tmp_path, "--target", "accuracy>=large-0.45", "--delta", "0.2",
+               "--test", "task.limit=12") == 0
+    out = tmp_path / "out"
+    test_runs = tmp_path / "test"
+    calibrated = run(compose_config([f"hydra.searchpath=[file://{out}]",
+                                     "experiment=calibrated_cope", f"run_dir={test_runs / 'cope'}",
+                                     f"cache.path={tmp_path / 'test.sqlite'}"]),
+                     backends={"scripted": backend})
+    large = run(compose_config(base(tmp_path, "method=large", "task.limit=12",
+                                    f"run_dir={tmp_path / 'large'}")),
+                backends={"scripted": backend})
+    assert [row["id"] for row in calibrated.problems] == [str(i) for i in range(12)]
+    assert report([str(out), "--runs", str(test_runs), "--large", str(tmp_path / "large")]) == 0
+    row, = json.loads((out / "test.json").read_text())
+    assert row["test"]["accuracy"] == calibrated.metrics["accuracy"]
+    assert row["large"]["accuracy"] == large.metrics["accuracy"]
+    assert row["dev"] == json.loads((out / "calibration.json").read_text())[
+        "methods"][0]["chosen"]["dev"]
+    table = (out / "calibration.md").read_text()
+    assert f"{calibrated.metrics['accuracy']:.1%}" in table
+    assert (out / "calibration-test.png").stat().st_size > 0
