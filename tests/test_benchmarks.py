@@ -30,6 +30,13 @@ def test_http_paths(tmp_path):
     assert result["concurrency"]["asyncio"]["median_cope_to_ideal"] >= 1.0
 
 
+def test_http_paths_against_a_baseline_revision(tmp_path):
+    result = run_benchmark("http_paths_against", tmp_path / "against.json", "--rounds", "1",
+                           "--repeats", "1", "--requests", "40", "--loop", "asyncio")
+    assert len(result["per_round"]["baseline"]) == len(result["per_round"]["current"]) == 1
+    assert all(ratio > 0 for ratio in result["current_over_baseline"].values())
+
+
 def test_sweep_economy(tmp_path):
     result = run_benchmark("sweep_economy", tmp_path / "sweep.json", "--problems", "1")
     assert result["cells"] == len(result["per_cell"]) == 80

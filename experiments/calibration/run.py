@@ -1,5 +1,5 @@
-"""Calibrated cascades on this machine: COPE, MoT verify and ABC tuned on GSM8K dev problems,
-each applied once to the test problems the CPU reproduction uses.
+"""Calibrated cascades on this machine: COPE, MoT verify, ABC and FrugalGPT tuned on GSM8K dev
+problems, each applied once to the test problems the CPU reproduction uses.
 
     python experiments/calibration/run.py             # every step, or resume where it stopped
     python experiments/calibration/run.py pools       # the dev pools and large alone on dev
@@ -9,7 +9,8 @@ each applied once to the test problems the CPU reproduction uses.
 - dev: GSM8K test problems 200-299, disjoint from the evaluated first 100 and from the
   1119-1318 FrugalGPT's scorer trains on; test: the first 100.
 - pools: experiment=pool at each method's largest votes; large alone on dev is the
-  reference the accuracy target is relative to.
+  reference the accuracy target is relative to. FrugalGPT's scorer is the CPU reproduction's
+  (trained on problems 1119-1318).
 - every run is resumable (resume=true) and the generation cache's archive
   (generations.jsonl.gz beside the runs, committed) is rewritten every 10 minutes, so a stop
   loses at most 10 minutes of generations; on a fresh clone the cache is rebuilt from it.
@@ -37,11 +38,14 @@ TEST = ["task.offset=0", "task.limit=100"]
 COMMON = ["task=gsm8k", "pair=qwen-coder-cpu", "backend=llamacpp", "backend.batching=continuous",
           "backend.batch_size=32", "backend.batch_n_ctx=32768", "concurrency=16",
           "progress=false", "tracker=none", "resume=true", f"cache.path={CACHE}"]
-POOLS = {  # cell -> overrides, in the order they run
+SCORER = ROOT / "experiments" / "results" / "gsm8k-cpu-training" / "frugalgpt-scorer.json"
+POOLS = {  # cell -> overrides, in the order they run: the cheap ones first (their large-model
+    # executions are large alone's, so they come from the cache)
     "large": ["method=large"],
-    "cope": ["experiment=pool", "method=cope"],
-    "mot_verify": ["experiment=pool", "method=mot_verify"],
+    "frugalgpt": ["experiment=pool", "method=frugalgpt", f"method.stages.small.scorer={SCORER}"],
     "abc": ["experiment=pool", "method=abc", "pair=tiers-cpu"],
+    "mot_verify": ["experiment=pool", "method=mot_verify"],
+    "cope": ["experiment=pool", "method=cope"],
 }
 TARGETS = {"accuracy": "accuracy>=large-0.05", "cost": "cost<=0.6*large"}
 SEARCH = "thresholds,order,threshold_op"
