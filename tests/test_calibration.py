@@ -77,6 +77,32 @@ def test_a_pool_records_every_stage_and_answers_as_a_run_does(pools, backend, tm
     assert ordinary.metrics["backend_calls"] == 0  # everything the run needs is in the pool
 
 
+@pytest.mark.parametrize("method,overrides,structure,thresholds,op", [
+    ("abc", ["pair=tiers-cpu"], Structure(3, ("tiny", "small", "large")), (2 / 3, 1.0, None),
+     "ge"),
+    ("abc", ["pair=tiers-cpu"], Structure(3, ("small", "large")), (1 / 3, None), "gt"),
+    ("mot_verify", [], Structure(8, ("mot", "large")), (0.5, None), "gt"),
+])
+def test_the_baselines_calibrate_on_the_same_terms(pools, backend, tmp_path, method, overrides,
+                                                     structure, thresholds, op):
+    """ABC and MoT pools: the evaluation of a configuration is a run of it, exactly."""
+    pool_dir = tmp_path / method
+    run(compose_config(base(tmp_path, *DEV, "experiment=pool", f"method={method}", *overrides,
+                            f"run_dir={pool_dir}")), backends={"scripted": backend})
+    pool = Pool.load(pool_dir)
+    table = survey(pool, structure, tmp_path)
+    assert table.covered
+    configuration = Configuration(structure, thresholds, op)
+    fast = evaluate(table, [configuration])
+    path = tmp_path / "calibrated" / "experiment" / "calibrated_cope.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(experiment(pool, configuration, {"ids": None, "offset": 0, "limit": 5}, "x"))
+    replayed = run_experiment(tmp_path / "calibrated", tmp_path, "replayed", "cache.mode=readonly")
+    assert replayed.metrics["backend_calls"] == 0
+    assert [row["correct"] for row in replayed.problems] == fast.correct[0].tolist()
+    assert [row["cost_usd"] for row in replayed.problems] == pytest.approx(fast.cost[0].tolist())
+
+
 def test_a_pool_needs_early_exit_off(pools):
     with pytest.raises(ConfigError, match="experiment=pool"):
         Pool.load(pools / "large")

@@ -67,24 +67,23 @@ def structures(pool: Pool, search: set[str], votes: list[int] | None,
     return [Structure(n, tuple(order)) for n in vote_counts for order in stage_orders]
 
 
-def test_ids(pool: Pool, overrides: list[str]) -> list[str]:
-    """The ids the test run will take: the pool's task with the --test selection."""
-    task_cfg = OmegaConf.merge(OmegaConf.structured(TaskConfig), pool.config["task"])
-    task_cfg.ids, task_cfg.offset, task_cfg.limit = None, 0, None
-    task_cfg = OmegaConf.merge(task_cfg, OmegaConf.from_dotlist(
-        [o.removeprefix("task.") for o in overrides]))
+def test_ids(pool: Pool, selection: dict[str, Any]) -> list[str]:
+    """The ids the test run will take: the pool's task with the test selection."""
+    task_cfg = OmegaConf.merge(OmegaConf.structured(TaskConfig), pool.config["task"], selection)
     problems = select(create_task(task_cfg).load(), task_cfg.ids, task_cfg.offset, task_cfg.limit)
     return [p.id for p in problems]
 
 
 def selection_of(overrides: list[str]) -> dict[str, Any]:
+    """The test problems' task settings: a selection replaces the pool's whole (its offset
+    and limit do not carry over), its split only when named."""
     out: dict[str, Any] = {"ids": None, "offset": 0, "limit": None}
     for item in overrides:
         key, _, value = item.partition("=")
         key = key.removeprefix("task.")
-        if key not in out:
-            raise ConfigError(f"--test {item}: choose test problems with task.ids, task.offset "
-                              "and task.limit.")
+        if key not in (*out, "split"):
+            raise ConfigError(f"--test {item}: choose test problems with task.split, "
+                              "task.ids, task.offset and task.limit.")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -192,7 +191,7 @@ def run_calibration(args) -> dict[str, Any]:
             raise ConfigError(f"{pool.run_dir} and {pools[0].run_dir} hold different dev "
                               "problems: every method is calibrated on the same ones.")
     selection = selection_of(args.test)
-    test = test_ids(pools[0], args.test)
+    test = test_ids(pools[0], selection)
     overlap = sorted(set(test) & set(ids), key=str)
     if overlap:
         raise ConfigError(f"the test problems ({len(test)}) and the pools' dev problems share "

@@ -1,22 +1,21 @@
-"""Calibrated cascades on this machine: COPE, MoT verify, ABC and FrugalGPT tuned on GSM8K dev
-problems, each applied once to the test problems the CPU reproduction uses.
+"""Calibrated cascades on this machine: COPE, MoT verify, ABC and FrugalGPT tuned on dev
+problems, each applied once to the test problems the CPU reproduction uses (SETUPS below).
 
     python experiments/calibration/run.py             # every step, or resume where it stopped
     python experiments/calibration/run.py pools       # the dev pools and large alone on dev
     python experiments/calibration/run.py calibrate   # calibrate on the finished pools
     python experiments/calibration/run.py test        # the calibrated configurations on test
+    python experiments/calibration/run.py --task mbpp # the same on MBPP
 
-- dev: GSM8K test problems 200-299, disjoint from the evaluated first 100 and from the
-  1119-1318 FrugalGPT's scorer trains on; test: the first 100.
 - pools: experiment=pool at each method's largest votes; large alone on dev is the
-  reference the accuracy target is relative to. FrugalGPT's scorer is the CPU reproduction's
-  (trained on problems 1119-1318).
+  reference the accuracy target is relative to. FrugalGPT's scorer is the CPU reproduction's,
+  trained on problems neither split holds.
 - every run is resumable (resume=true) and the generation cache's archive
   (generations.jsonl.gz beside the runs, committed) is rewritten every 10 minutes, so a stop
   loses at most 10 minutes of generations; on a fresh clone the cache is rebuilt from it.
 - continuous batching as in the quickstart, so that fewer votes reuse a pool's samples.
 
-Results go to experiments/results/calibration-gsm8k-cpu/.
+Results go to experiments/results/calibration-<task>-cpu/.
 """
 
 from __future__ import annotations
@@ -30,19 +29,27 @@ from pathlib import Path
 from cope.cache_archive import kept_in_archive
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "experiments" / "results" / "calibration-gsm8k-cpu"
-CACHE = OUT / "generations.sqlite"
-ARCHIVE = OUT / "generations.jsonl.gz"
-DEV = ["task.offset=200", "task.limit=100"]
-TEST = ["task.offset=0", "task.limit=100"]
-COMMON = ["task=gsm8k", "pair=qwen-coder-cpu", "backend=llamacpp", "backend.batching=continuous",
-          "backend.batch_size=32", "backend.batch_n_ctx=32768", "concurrency=16",
-          "progress=false", "tracker=none", "resume=true", f"cache.path={CACHE}"]
-SCORER = ROOT / "experiments" / "results" / "gsm8k-cpu-training" / "frugalgpt-scorer.json"
-POOLS = {  # cell -> overrides, in the order they run: the cheap ones first (their large-model
-    # executions are large alone's, so they come from the cache)
-    "large": ["method=large"],
-    "frugalgpt": ["experiment=pool", "method=frugalgpt", f"method.stages.small.scorer={SCORER}"],
+RESULTS = ROOT / "experiments" / "results"
+SETUPS = {
+    # dev: GSM8K test problems 200-299, disjoint from the evaluated first 100 and from the
+    # 1119-1318 FrugalGPT's scorer trained on; test: the first 100
+    "gsm8k": {"task": ["task=gsm8k"], "dev": ["task.offset=200", "task.limit=100"],
+              "test": ["task.offset=0", "task.limit=100"], "methods": ["frugalgpt", "abc",
+                                                                       "mot_verify", "cope"]},
+    # dev: MBPP's validation split (task ids 511-600); test: the first 100 test problems, as
+    # the CPU reproduction judges them (on tests derived from the reference solutions). MoT
+    # has no program-of-thought prompt for code. The scorer trained on the train split.
+    "mbpp": {"task": ["task=mbpp", f"task.source={ROOT.parent / 'shared' / 'data'}",
+                      "task.hidden_tests="
+                      f"{ROOT / 'experiments' / 'data' / 'mbpp_derived_tests.jsonl'}"],
+             "dev": ["task.split=validation"], "test": ["task.split=test", "task.limit=100"],
+             "methods": ["frugalgpt", "abc", "cope"]},
+}
+BATCHING = ["pair=qwen-coder-cpu", "backend=llamacpp", "backend.batching=continuous",
+            "backend.batch_size=32", "backend.batch_n_ctx=32768", "concurrency=16",
+            "progress=false", "tracker=none", "resume=true"]
+METHODS = {  # cell -> overrides
+    "frugalgpt": ["experiment=pool", "method=frugalgpt"],
     "abc": ["experiment=pool", "method=abc", "pair=tiers-cpu"],
     "mot_verify": ["experiment=pool", "method=mot_verify"],
     "cope": ["experiment=pool", "method=cope"],
@@ -50,6 +57,22 @@ POOLS = {  # cell -> overrides, in the order they run: the cheap ones first (the
 TARGETS = {"accuracy": "accuracy>=large-0.05", "cost": "cost<=0.6*large"}
 SEARCH = "thresholds,order,threshold_op"
 DELTA = "0.1"
+
+
+class Setup:
+    def __init__(self, task: str) -> None:
+        self.spec = SETUPS[task]
+        self.out = RESULTS / f"calibration-{task}-cpu"
+        self.cache = self.out / "generations.sqlite"
+        self.archive = self.out / "generations.jsonl.gz"
+        self.common = [*self.spec["task"], *BATCHING, f"cache.path={self.cache}"]
+        scorer = RESULTS / f"{task}-cpu-training" / "frugalgpt-scorer.json"
+        # large alone first (the reference; the cascades' large executions are its own, so
+        # they come from the cache), then the cheap pools
+        self.pools = {"large": ["method=large"],
+                      **{m: METHODS[m] for m in self.spec["methods"]}}
+        self.pools["frugalgpt"] = [*self.pools["frugalgpt"],
+                                   f"method.stages.small.scorer={scorer}"]
 
 
 def cope(*args: str) -> None:
@@ -64,43 +87,49 @@ def finished(run_dir: Path) -> bool:
     return metrics.exists() and json.loads(metrics.read_text()).get("finished", False)
 
 
-def pools() -> None:
-    for cell, overrides in POOLS.items():
-        run_dir = OUT / "dev" / cell
+def pools(setup: Setup) -> None:
+    for cell, overrides in setup.pools.items():
+        run_dir = setup.out / "dev" / cell
         if not finished(run_dir):
-            cope(*COMMON, *DEV, *overrides, f"run_dir={run_dir}")
+            cope(*setup.common, *setup.spec["dev"], *overrides, f"run_dir={run_dir}")
 
 
-def calibrate() -> None:
-    methods = [str(OUT / "dev" / cell) for cell in POOLS if cell != "large"]
+def calibrate(setup: Setup) -> None:
+    methods = [str(setup.out / "dev" / cell) for cell in setup.pools if cell != "large"]
     for name, target in TARGETS.items():
         subprocess.call([sys.executable, "-m", "cope.cli", "calibrate", *methods,
-                         "--reference", str(OUT / "dev" / "large"), "--target", target,
-                         "--delta", DELTA, "--search", SEARCH, "--test", *TEST,
-                         "--out", str(OUT / "calibration" / name)], cwd=ROOT)
+                         "--reference", str(setup.out / "dev" / "large"), "--target", target,
+                         "--delta", DELTA, "--search", SEARCH, "--test", *setup.spec["test"],
+                         "--out", str(setup.out / "calibration" / name)], cwd=ROOT)
 
 
-def test() -> None:
-    if not finished(OUT / "test" / "large"):
-        cope(*COMMON, *TEST, "method=large", f"run_dir={OUT / 'test' / 'large'}")
+def test(setup: Setup) -> None:
+    large = setup.out / "test" / "large"
+    if not finished(large):
+        cope(*setup.common, *setup.spec["test"], "method=large", f"run_dir={large}")
     for name in TARGETS:
-        directory = OUT / "calibration" / name
+        directory = setup.out / "calibration" / name
         for path in sorted((directory / "experiment").glob("calibrated_*.yaml")):
-            run_dir = OUT / "test" / name / path.stem.removeprefix("calibrated_")
+            run_dir = setup.out / "test" / name / path.stem.removeprefix("calibrated_")
             if not finished(run_dir):
                 cope(f"hydra.searchpath=[file://{directory}]", f"experiment={path.stem}",
-                     "resume=true", f"cache.path={CACHE}", f"run_dir={run_dir}")
+                     "resume=true", f"cache.path={setup.cache}", f"run_dir={run_dir}")
+        subprocess.call([sys.executable, "-m", "analysis.calibration", str(directory),
+                         "--runs", str(setup.out / "test" / name), "--large", str(large)],
+                        cwd=ROOT)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("steps", nargs="*", choices=["pools", "calibrate", "test"],
                         default=["pools", "calibrate", "test"])
+    parser.add_argument("--task", choices=sorted(SETUPS), default="gsm8k")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    with kept_in_archive(CACHE, ARCHIVE):
+    setup = Setup(args.task)
+    setup.out.mkdir(parents=True, exist_ok=True)
+    with kept_in_archive(setup.cache, setup.archive):
         for step in args.steps:
-            {"pools": pools, "calibrate": calibrate, "test": test}[step]()
+            {"pools": pools, "calibrate": calibrate, "test": test}[step](setup)
 
 
 if __name__ == "__main__":
