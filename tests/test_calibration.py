@@ -321,3 +321,35 @@ def test_the_calibrated_configuration_is_tested_once_against_large(pools, backen
     table = (out / "calibration.md").read_text()
     assert f"{calibrated.metrics['accuracy']:.1%}" in table
     assert (out / "calibration-test.png").stat().st_size > 0
+
+
+@pytest.mark.integration
+def test_a_real_pool_on_llama_cpp_replays_calibrated_runs_exactly(tmp_path):
+    """The tiny packaged model through llama.cpp: a pool, then two configurations of it run
+    afresh and from the pool; the same records, byte for byte."""
+    tiny = ["pair=tiny-cpu", "task=gsm8k", "task.offset=200", "task.limit=2", "method=cope",
+            "method.votes=2", "method.max_tokens=32", "method.plan_max_tokens=16",
+            "backend.n_ctx=1024", "progress=false", f"cache.path={tmp_path / 'pool.sqlite'}"]
+    run(compose_config([*tiny, "experiment=pool", f"run_dir={tmp_path / 'pool'}"]))
+    pool = Pool.load(tmp_path / "pool")
+    table = survey(pool, Structure(2, ("s1", "s2", "s3")), tmp_path)
+    assert table.covered
+    for k, (thresholds, op) in enumerate((((0.5, 0.5, None), "ge"), ((0.5, 1.0, None), "gt"))):
+        configuration = Configuration(table.structure, thresholds, op)
+        fast = evaluate(table, [configuration])
+        directory = tmp_path / f"c{k}"
+        path = directory / "experiment" / "calibrated_cope.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(experiment(pool, configuration, {"offset": 200, "limit": 2}, "x"))
+        runs = {}
+        for name, cache in (("replayed", ["cache.mode=readonly"]),
+                            ("fresh", [f"cache.path={tmp_path / f'fresh{k}.sqlite'}"])):
+            runs[name] = run(compose_config([f"hydra.searchpath=[file://{directory}]",
+                                             "experiment=calibrated_cope",
+                                             f"run_dir={directory / name}", *cache]))
+        assert runs["replayed"].metrics["backend_calls"] == 0
+        assert runs["fresh"].metrics["backend_calls"] > 0
+        assert [row["resolved_stage"] for row in runs["replayed"].problems] == [
+            table.stages[i] for i in fast.answering[0]]
+        assert ((directory / "fresh" / "problems.jsonl").read_bytes()
+                == (directory / "replayed" / "problems.jsonl").read_bytes())
