@@ -1,0 +1,133 @@
+"""Sweeps on a real SLURM cluster: a single node on loopback from Debian's packages
+(cope.testing.slurm_cluster), hydra/launcher=slurm through submitit, every job a full cope
+run against the stub server, all sharing one generation cache through cache.shared_dir.
+
+Without the packages or root this module is skipped with NOT CHECKED; with
+COPE_REQUIRE_SLURM=1 (.ci/run) it fails instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cope.cache_shared import parse_row_line
+from cope.testing.slurm_cluster import PARTITION, SlurmCluster, missing_programs
+from cope.testing.stub_server import StubServer
+
+from conftest import ROOT
+
+CELLS = ["method.votes=2,3", "method.tau1=0.5,0.75"]  # 4 cells
+
+
+def _unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "a SLURM cluster needs root (slurmd starts jobs as their user)"
+    missing = missing_programs()
+    if missing:
+        return (f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd "
+                "slurm-client slurmdbd munge mariadb-server)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("COPE_REQUIRE_SLURM"):
+            pytest.fail(f"COPE_REQUIRE_SLURM is set, but {reason}")
+        pytest.skip(f"NOT CHECKED: sweeps on a real SLURM cluster, because {reason}")
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub():
+    with StubServer() as server:
+        yield server
+
+
+def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
+    """COPE on 3 GSM8K problems, both roles served by the stub, as a multirun."""
+    models = []
+    for alias in ("gpt-4o-mini", "gpt-4o"):
+        models += [f"models.{alias}.base_url={stub.base_url}", f"models.{alias}.api_key_env=null"]
+    args = [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
+            "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *CELLS, *cache,
+            f"hydra.sweep.dir={sweep_dir}", *launcher]
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {int(p.parent.name): json.loads(p.read_text())
+            for p in sweep_dir.glob("*/metrics.json")}
+
+
+def slurm_launcher(*extra: str) -> list[str]:
+    return ["hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}",
+            "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", *extra]
+
+
+def shared_cache(root: Path) -> list[str]:
+    # each job its own SQLite file, as on a node-local disk; one shared segment directory
+    return [f"cache.path={root / 'node'}-${{hydra:job.num}}.sqlite",
+            f"cache.shared_dir={root / 'shared'}"]
+
+
+def records(sweep_dir: Path) -> dict[int, bytes]:
+    return {int(p.parent.name): p.read_bytes() for p in sweep_dir.glob("*/problems.jsonl")}
+
+
+def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
+    before = stub.counts["requests"]
+    slurm = sweep(stub, cluster.env, tmp_path / "slurm", shared_cache(tmp_path),
+                  *slurm_launcher())
+    made = stub.counts["requests"] - before
+    assert sorted(slurm) == [0, 1, 2, 3] and all(m["finished"] for m in slurm.values())
+
+    # one array job of four tasks, each a job of its own in SLURM's accounting
+    jobs = [j for j in cluster.sacct("-o", "JobID,JobName,State")
+            if j["JobName"] == "cope" and "_" in j["JobID"]]
+    assert len(jobs) == 4 and {j["State"] for j in jobs} == {"COMPLETED"}
+    assert len({j["JobID"].split("_")[0] for j in jobs}) == 1
+    # submitit's logs lie in the sweep directory
+    assert list((tmp_path / "slurm" / ".submitit").rglob("*_log.out"))
+
+    # the same sweep run locally, from a cache of its own: the same records, cell by cell
+    local = tmp_path / "local"
+    sweep(stub, cluster.env, local, [f"cache.path={tmp_path / 'local.sqlite'}"],
+          "hydra/launcher=basic")
+    assert records(tmp_path / "slurm") == records(local)
+
+    # the generations the grid needs, made once each, or more when two jobs asked at once
+    keys = [parse_row_line(line)[0] for line in _shared_lines(tmp_path / "shared")]
+    unique = len(set(keys))
+    assert len(keys) == calls_published(slurm)
+    calls = sum(m["backend_calls"] for m in slurm.values())
+    assert calls == made and unique <= calls
+    print(f"SLURM sweep: {calls} backend calls, {unique} unique generations, "
+          f"{calls - unique} duplicates")
+
+    # launched again on fresh node-local caches: everything comes through the shared directory
+    again = tmp_path / "again"
+    before = stub.counts["requests"]
+    relaunched = sweep(stub, cluster.env, again,
+                       [f"cache.path={again}-node-${{hydra:job.num}}.sqlite",
+                        f"cache.shared_dir={tmp_path / 'shared'}"], *slurm_launcher())
+    assert stub.counts["requests"] == before
+    assert all(m["backend_calls"] == 0 for m in relaunched.values())
+    assert records(again) == records(local)
+
+
+def calls_published(metrics: dict[int, dict]) -> int:
+    """Every generation a job made is published to its segment once."""
+    return sum(m["backend_calls"] for m in metrics.values())
+
+
+def _shared_lines(shared: Path):
+    for segment in shared.rglob("*"):
+        if segment.is_file():
+            yield from (line for line in segment.read_text().splitlines() if line.strip())
