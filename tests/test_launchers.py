@@ -23,7 +23,8 @@ def hydra_launcher(*overrides):
 def test_slurm_launcher_composes_against_submitits_schema(monkeypatch):
     monkeypatch.setenv("COPE_SLURM_PARTITION", "gpu-a100")
     launcher = hydra_launcher("hydra/launcher=slurm", "hydra.launcher.gpus_per_node=2")
-    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    # submitit's launcher, with cope's checks before it submits (cope/launch_checks.py)
+    assert launcher["_target_"] == "hydra_plugins.cope_launchers.slurm.CheckedSlurmLauncher"
     assert launcher["partition"] == "gpu-a100" and launcher["gpus_per_node"] == 2
     assert launcher["account"] is None and launcher["submitit_folder"].startswith("sweep/")
 
@@ -53,3 +54,12 @@ def test_submitit_runs_a_sweep_as_separate_jobs(tmp_path):
     assert sorted(m["seed"] for m in metrics) == [0, 0] and len(metrics) == 2
     assert all(m["finished"] and m["n_problems"] == 2 for m in metrics)
     assert list((tmp_path / "runs" / "multirun").rglob(".submitit"))  # submitit's job folders
+
+
+def test_a_cluster_sweep_without_a_shared_cache_is_refused_before_submitting(tmp_path):
+    out = cope("-m", *SCRIPTED, "method.votes=2,4", "hydra/launcher=slurm",
+               f"cache.path={tmp_path / 'one.sqlite'}", tmp_path=tmp_path)
+    assert out.returncode == 2
+    assert "cache.shared_dir is not set" in out.stderr and "cache.path=/tmp/cope-" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "one.sqlite").exists()

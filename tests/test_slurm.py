@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cope.cache_shared import parse_row_line
-from cope.testing.slurm_cluster import PARTITION, SlurmCluster, missing_programs
+from cope.testing.slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_programs
 from cope.testing.stub_server import StubServer
 
 from conftest import ROOT
@@ -67,6 +67,7 @@ def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
 
 def slurm_launcher(*extra: str) -> list[str]:
     return ["hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}",
+            f"hydra.launcher.account={ACCOUNT}",
             "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", *extra]
 
@@ -131,3 +132,21 @@ def _shared_lines(shared: Path):
     for segment in shared.rglob("*"):
         if segment.is_file():
             yield from (line for line in segment.read_text().splitlines() if line.strip())
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("hydra.launcher.partition=nope", "invalid partition specified: nope"),
+    ("hydra.launcher.account=nobody", "Invalid account"),
+    ("hydra.launcher.timeout_min=720", "above partition debug's MaxTime (60 min)"),
+])
+def test_settings_slurm_would_refuse_fail_before_any_job_is_submitted(cluster, stub, tmp_path,
+                                                                       setting, message):
+    jobs = len(cluster.sacct("-o", "JobID"))
+    args = [sys.executable, "-m", "cope.cli", "-m", "backend.name=scripted", "task.limit=1",
+            "method.votes=2,3", "progress=false", *shared_cache(tmp_path),
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", *slurm_launcher(setting)]
+    done = subprocess.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "nothing was submitted" in done.stderr and "Traceback" not in done.stderr
+    assert len(cluster.sacct("-o", "JobID")) == jobs

@@ -122,6 +122,9 @@ def calibrate_pool(pool: Pool, args, target: Target, reference) -> dict[str, Any
             generated.append({"structure": structure.label, "backend_calls":
                               metrics["backend_calls"], "spent_usd": metrics["spent_usd"]})
             table = survey(pool, structure, args.scratch)
+        if table.ids != pool.ids:  # the pool's records and its config disagree
+            raise ConfigError(f"{pool.run_dir}: its config selects other problems than its "
+                              "records hold; was it changed after the run?")
         if table.covered:
             tables.append(table)
         else:

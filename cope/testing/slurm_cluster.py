@@ -27,6 +27,7 @@ PROGRAMS = ("munged", "munge", "mariadbd", "mysql_install_db", "mysql", "slurmdb
 MUNGE_KEY = Path("/etc/munge/munge.key")  # made by Debian's munge package
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 PARTITION = "debug"
+ACCOUNT = "lab"
 
 
 def _alive(pid: int) -> bool:
@@ -116,6 +117,7 @@ class SlurmCluster:
             "SelectTypeParameters=CR_Core_Memory\nReturnToService=2\n"
             "JobAcctGatherType=jobacct_gather/none\n"
             "AccountingStorageType=accounting_storage/slurmdbd\n"
+            "AccountingStorageEnforce=associations\n"
             f"AccountingStorageHost=127.0.0.1\nAccountingStoragePort={self.ports['dbd']}\n"
             "MinJobAge=2\nKillWait=5\n"
             f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} "
@@ -128,6 +130,10 @@ class SlurmCluster:
         self._wait(lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"], env=self.env,
                                           capture_output=True).returncode == 0, "slurmdbd")
         self._run(["sacctmgr", "-i", "add", "cluster", self.name])
+        # jobs need an association, as on a lab's cluster: root may charge ACCOUNT
+        self._run(["sacctmgr", "-i", "add", "account", ACCOUNT, f"cluster={self.name}"])
+        self._run(["sacctmgr", "-i", "add", "user", "root", f"account={ACCOUNT}",
+                   f"cluster={self.name}"])
         self._run(["slurmctld"])
         self._daemons.append(("slurmctld", self.root / "slurmctld.pid"))
         self._run(["slurmd", "-N", "localhost"])

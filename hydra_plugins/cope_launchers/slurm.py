@@ -1,0 +1,26 @@
+"""hydra/launcher=slurm: submitit's SLURM launcher, which first refuses what would go wrong
+on the cluster (cope.launch_checks) with nothing submitted."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from cope.errors import ConfigError
+from cope.launch_checks import check_shared_cache, check_slurm
+
+try:  # Hydra imports every plugin module at start-up, with or without cope[slurm]
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+except ImportError:  # pragma: no cover - the slurm extra is not installed
+    SlurmLauncher = None
+
+if SlurmLauncher is not None:
+    class CheckedSlurmLauncher(SlurmLauncher):
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+            try:
+                check_shared_cache(self.config, "slurm")
+                check_slurm(self.params)
+            except ConfigError as error:  # a message, not a traceback: nothing was submitted
+                print(f"error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
+            return super().launch(job_overrides, initial_job_idx)
