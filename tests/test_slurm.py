@@ -51,15 +51,19 @@ def stub():
         yield server
 
 
-def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
+def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str) -> list[str]:
     """COPE on 3 GSM8K problems, both roles served by the stub, as a multirun."""
     models = []
     for alias in ("gpt-4o-mini", "gpt-4o"):
         models += [f"models.{alias}.base_url={stub.base_url}", f"models.{alias}.api_key_env=null"]
-    args = [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
+    return [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
             "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *CELLS, *cache,
             f"hydra.sweep.dir={sweep_dir}", *launcher]
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
+    done = subprocess.run(sweep_args(stub, sweep_dir, cache, *launcher), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     return {int(p.parent.name): json.loads(p.read_text())
             for p in sweep_dir.glob("*/metrics.json")}
@@ -150,3 +154,46 @@ def test_settings_slurm_would_refuse_fail_before_any_job_is_submitted(cluster, s
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert "nothing was submitted" in done.stderr and "Traceback" not in done.stderr
     assert len(cluster.sacct("-o", "JobID")) == jobs
+
+
+def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluster, tmp_path):
+    """scancel one task of the array mid-run; the same command again with resume=true
+    finishes every cell, and no generation the first launch made is requested again."""
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    with StubServer(latency_s=1.0) as slow:
+        first = subprocess.Popen(
+            [*sweep_args(slow, sweep_dir, shared_cache(tmp_path), *slurm_launcher())],
+            cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples = sweep_dir / "1" / "samples.jsonl"
+        deadline = time.monotonic() + 300
+        while not (samples.exists() and samples.read_text().count("\n") >= 2):
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.5)
+        task = next(j["JobID"] for j in cluster.sacct("-o", "JobID,JobName")
+                    if j["JobName"] == "cope" and j["JobID"].endswith("_1"))
+        subprocess.run(["scancel", task], env=cluster.env, check=True)
+        _, err = first.communicate(timeout=600)
+        assert first.returncode != 0  # the sweep reports the cancelled job
+        assert not (sweep_dir / "1" / "metrics.json").exists() or not json.loads(
+            (sweep_dir / "1" / "metrics.json").read_text())["finished"]
+        assert any(j["State"].startswith("CANCELLED") for j in cluster.sacct(
+            "-o", "JobID,State", "-j", task))
+        shared = tmp_path / "shared"
+        made = {parse_row_line(line)[0] for line in _shared_lines(shared)}
+        segments = set(shared.iterdir())
+        before = slow.counts["requests"]
+        again = sweep(slow, cluster.env, sweep_dir, [*shared_cache(tmp_path), "resume=true"],
+                      *slurm_launcher())
+        requested = slow.counts["requests"] - before
+    assert sorted(again) == [0, 1, 2, 3] and all(m["finished"] for m in again.values())
+    # the relaunch's jobs publish what they generate to segments of their own
+    relaunched = [parse_row_line(line)[0] for path in set(shared.iterdir()) - segments
+                  for line in path.read_text().splitlines() if line.strip()]
+    assert requested == len(relaunched) == sum(m["backend_calls"] for m in again.values())
+    # the cancelled cell stopped with work left, and finished on the relaunch
+    assert again[1]["n_resumed"] < again[1]["n_problems"] == 3
+    # nothing the first launch finished was generated again
+    assert made.isdisjoint(relaunched)
+    print(f"relaunch after scancel: {requested} backend calls, {len(made)} generations reused")
