@@ -82,6 +82,14 @@ def shared_cache(root: Path) -> list[str]:
             f"cache.shared_dir={root / 'shared'}"]
 
 
+def array_of(sweep_dir: Path) -> str:
+    """The SLURM array job a sweep was submitted as (submitit names its folders by it)."""
+    arrays = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir()
+              if p.name.split("_")[0].isdigit()}
+    assert len(arrays) == 1, arrays
+    return arrays.pop()
+
+
 def records(sweep_dir: Path) -> dict[int, bytes]:
     return {int(p.parent.name): p.read_bytes() for p in sweep_dir.glob("*/problems.jsonl")}
 
@@ -94,10 +102,9 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
     assert sorted(slurm) == [0, 1, 2, 3] and all(m["finished"] for m in slurm.values())
 
     # one array job of four tasks, each a job of its own in SLURM's accounting
-    jobs = [j for j in cluster.sacct("-o", "JobID,JobName,State")
-            if j["JobName"] == "cope" and "_" in j["JobID"]]
-    assert len(jobs) == 4 and {j["State"] for j in jobs} == {"COMPLETED"}
-    assert len({j["JobID"].split("_")[0] for j in jobs}) == 1
+    array = array_of(tmp_path / "slurm")
+    jobs = cluster.wait_for_accounting(array, 4)
+    assert {j["State"] for j in jobs} == {"COMPLETED"}
     # submitit's logs lie in the sweep directory
     assert list((tmp_path / "slurm" / ".submitit").rglob("*_log.out"))
 
@@ -145,7 +152,7 @@ def _shared_lines(shared: Path):
 ])
 def test_settings_slurm_would_refuse_fail_before_any_job_is_submitted(cluster, stub, tmp_path,
                                                                        setting, message):
-    jobs = len(cluster.sacct("-o", "JobID"))
+    submitted = cluster.log("slurmctld").count("_slurm_rpc_submit_batch_job")
     args = [sys.executable, "-m", "cope.cli", "-m", "backend.name=scripted", "task.limit=1",
             "method.votes=2,3", "progress=false", *shared_cache(tmp_path),
             f"hydra.sweep.dir={tmp_path / 'sweep'}", *slurm_launcher(setting)]
@@ -153,7 +160,8 @@ def test_settings_slurm_would_refuse_fail_before_any_job_is_submitted(cluster, s
                           timeout=300)
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert "nothing was submitted" in done.stderr and "Traceback" not in done.stderr
-    assert len(cluster.sacct("-o", "JobID")) == jobs
+    # slurmctld logs every submission it takes
+    assert cluster.log("slurmctld").count("_slurm_rpc_submit_batch_job") == submitted
 
 
 def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluster, tmp_path):
@@ -171,15 +179,16 @@ def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluste
         while not (samples.exists() and samples.read_text().count("\n") >= 2):
             assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
             time.sleep(0.5)
-        task = next(j["JobID"] for j in cluster.sacct("-o", "JobID,JobName")
-                    if j["JobName"] == "cope" and j["JobID"].endswith("_1"))
+        task = f"{array_of(sweep_dir)}_1"
+        assert task in subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster.env,
+                                      capture_output=True, text=True).stdout.split()
         subprocess.run(["scancel", task], env=cluster.env, check=True)
         _, err = first.communicate(timeout=600)
         assert first.returncode != 0  # the sweep reports the cancelled job
         assert not (sweep_dir / "1" / "metrics.json").exists() or not json.loads(
             (sweep_dir / "1" / "metrics.json").read_text())["finished"]
-        assert any(j["State"].startswith("CANCELLED") for j in cluster.sacct(
-            "-o", "JobID,State", "-j", task))
+        cancelled = cluster.wait_for_accounting(task.split("_")[0], 4)
+        assert any(j["JobID"] == task and j["State"].startswith("CANCELLED") for j in cancelled)
         shared = tmp_path / "shared"
         made = {parse_row_line(line)[0] for line in _shared_lines(shared)}
         segments = set(shared.iterdir())

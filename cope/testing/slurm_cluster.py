@@ -190,6 +190,19 @@ class SlurmCluster:
         names = out[0].split("|")
         return [dict(zip(names, line.split("|"))) for line in out[1:]]
 
+    def wait_for_accounting(self, array: str, tasks: int, timeout_s: float = 60.0
+                            ) -> list[dict[str, str]]:
+        """The records of an array job's tasks once all have reached slurmdbd (slurmctld
+        sends them on its own time) and none is still pending or running."""
+        def tasks_of() -> list[dict[str, str]]:
+            return [j for j in self.sacct("-o", "JobID,JobName,State", "-j", array)
+                    if "_" in j["JobID"] and "." not in j["JobID"]]
+
+        self._wait(lambda: len(done := tasks_of()) == tasks and not any(
+            j["State"] in ("PENDING", "RUNNING") for j in done), f"the accounting of {array}",
+            timeout_s)
+        return tasks_of()
+
     def log(self, name: str) -> str:
         path = self.root / "log" / f"{name}.log"
         return path.read_text() if path.exists() else ""
