@@ -39,7 +39,8 @@ def test_ray_launcher_config_has_the_plugins_fields(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     launcher = hydra_launcher("hydra/launcher=ray_cluster")
     # hydra-ray-launcher 1.2.2: RayLauncherConf(ray: RayConf(init: dict, remote: dict))
-    assert launcher["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    # hydra-ray-launcher's, with cope's checks and retries (hydra_plugins/cope_launchers)
+    assert launcher["_target_"] == "hydra_plugins.cope_launchers.ray_cluster.CheckedRayLauncher"
     assert set(launcher) == {"_target_", "ray"} and set(launcher["ray"]) == {"init", "remote"}
     assert launcher["ray"]["init"]["address"] == "ray://head:10001"
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from cope.cache_shared import parse_row_line
 from cope.testing.slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_programs
 from cope.testing.stub_server import StubServer
 
+from cluster_sweeps import (records, segment_keys, shared_cache, shared_keys, sweep,
+                            sweep_args)
 from conftest import ROOT
-
-CELLS = ["method.votes=2,3", "method.tau1=0.5,0.75"]  # 4 cells
 
 
 def _unavailable() -> str | None:
@@ -51,35 +50,11 @@ def stub():
         yield server
 
 
-def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str) -> list[str]:
-    """COPE on 3 GSM8K problems, both roles served by the stub, as a multirun."""
-    models = []
-    for alias in ("gpt-4o-mini", "gpt-4o"):
-        models += [f"models.{alias}.base_url={stub.base_url}", f"models.{alias}.api_key_env=null"]
-    return [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
-            "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *CELLS, *cache,
-            f"hydra.sweep.dir={sweep_dir}", *launcher]
-
-
-def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
-    done = subprocess.run(sweep_args(stub, sweep_dir, cache, *launcher), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return {int(p.parent.name): json.loads(p.read_text())
-            for p in sweep_dir.glob("*/metrics.json")}
-
-
 def slurm_launcher(*extra: str) -> list[str]:
     return ["hydra/launcher=slurm", f"hydra.launcher.partition={PARTITION}",
             f"hydra.launcher.account={ACCOUNT}",
             "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10", *extra]
-
-
-def shared_cache(root: Path) -> list[str]:
-    # each job its own SQLite file, as on a node-local disk; one shared segment directory
-    return [f"cache.path={root / 'node'}-${{hydra:job.num}}.sqlite",
-            f"cache.shared_dir={root / 'shared'}"]
 
 
 def array_of(sweep_dir: Path) -> str:
@@ -88,10 +63,6 @@ def array_of(sweep_dir: Path) -> str:
               if p.name.split("_")[0].isdigit()}
     assert len(arrays) == 1, arrays
     return arrays.pop()
-
-
-def records(sweep_dir: Path) -> dict[int, bytes]:
-    return {int(p.parent.name): p.read_bytes() for p in sweep_dir.glob("*/problems.jsonl")}
 
 
 def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
@@ -115,11 +86,11 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
     assert records(tmp_path / "slurm") == records(local)
 
     # the generations the grid needs, made once each, or more when two jobs asked at once
-    keys = [parse_row_line(line)[0] for line in _shared_lines(tmp_path / "shared")]
+    keys = shared_keys(tmp_path / "shared")
     unique = len(set(keys))
-    assert len(keys) == calls_published(slurm)
     calls = sum(m["backend_calls"] for m in slurm.values())
-    assert calls == made and unique <= calls
+    # every generation a job made is published to its segment once
+    assert len(keys) == calls == made and unique <= calls
     print(f"SLURM sweep: {calls} backend calls, {unique} unique generations, "
           f"{calls - unique} duplicates")
 
@@ -132,17 +103,6 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
     assert stub.counts["requests"] == before
     assert all(m["backend_calls"] == 0 for m in relaunched.values())
     assert records(again) == records(local)
-
-
-def calls_published(metrics: dict[int, dict]) -> int:
-    """Every generation a job made is published to its segment once."""
-    return sum(m["backend_calls"] for m in metrics.values())
-
-
-def _shared_lines(shared: Path):
-    for segment in shared.rglob("*"):
-        if segment.is_file():
-            yield from (line for line in segment.read_text().splitlines() if line.strip())
 
 
 @pytest.mark.parametrize("setting,message", [
@@ -190,7 +150,7 @@ def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluste
         cancelled = cluster.wait_for_accounting(task.split("_")[0], 4)
         assert any(j["JobID"] == task and j["State"].startswith("CANCELLED") for j in cancelled)
         shared = tmp_path / "shared"
-        made = {parse_row_line(line)[0] for line in _shared_lines(shared)}
+        made = set(shared_keys(shared))
         segments = set(shared.iterdir())
         before = slow.counts["requests"]
         again = sweep(slow, cluster.env, sweep_dir, [*shared_cache(tmp_path), "resume=true"],
@@ -198,8 +158,7 @@ def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluste
         requested = slow.counts["requests"] - before
     assert sorted(again) == [0, 1, 2, 3] and all(m["finished"] for m in again.values())
     # the relaunch's jobs publish what they generate to segments of their own
-    relaunched = [parse_row_line(line)[0] for path in set(shared.iterdir()) - segments
-                  for line in path.read_text().splitlines() if line.strip()]
+    relaunched = [key for path in set(shared.iterdir()) - segments for key in segment_keys(path)]
     assert requested == len(relaunched) == sum(m["backend_calls"] for m in again.values())
     # the cancelled cell stopped with work left, and finished on the relaunch
     assert again[1]["n_resumed"] < again[1]["n_problems"] == 3

@@ -213,10 +213,8 @@ def run_calibration(args) -> dict[str, Any]:
                               **({"reference": reference[2]} if reference else {}),
                               "methods": []}
     for pool in pools:
-        ordered = reference
-        if reference is not None and pool.ids != ids:
-            order = {i: k for k, i in enumerate(ids)}
-            ordered = (reference[0][[order[i] for i in pool.ids]], *reference[1:])
+        # large alone's correctness in this pool's problem order
+        ordered = reference_of(Path(args.reference), pool.ids) if reference else None
         result = calibrate_pool(pool, args, target, ordered)
         chosen = result.pop("_configuration", None)
         if chosen is not None:

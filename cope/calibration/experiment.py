@@ -30,10 +30,7 @@ def method_settings(pool: Pool, configuration: Configuration) -> dict[str, Any]:
     method = copy.deepcopy(pool.config["method"])
     written = ((method_yaml(pool.method) or {}).get("stages")) or {}
     structure = configuration.structure
-    method["votes"] = structure.votes
-    for name in pool.voting_stages():
-        method["stages"][name]["votes"] = structure.votes
-    method["order"] = list(structure.order)
+    pool.apply_structure(method, structure)
     method["threshold_op"] = configuration.threshold_op
     method["early_exit"] = True
     for name, tau in zip(structure.order, configuration.thresholds):

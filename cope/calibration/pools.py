@@ -97,6 +97,13 @@ class Pool:
         return [name for name, stage in stages.items()
                 if stage["votes"] == self.votes and self.votes > 1]
 
+    def apply_structure(self, method: Any, structure: Structure) -> None:
+        """Set a method section's votes (the method's and each voting stage's) and order."""
+        method["votes"] = structure.votes
+        for name in self.voting_stages():
+            method["stages"][name]["votes"] = structure.votes
+        method["order"] = list(structure.order)
+
     def structure_config(self, structure: Structure) -> DictConfig:
         """The pool's config changed to `structure`, all stages run."""
         cfg = OmegaConf.merge(OmegaConf.structured(CopeConfig), self.config)
@@ -104,10 +111,7 @@ class Pool:
         if unknown:
             raise ConfigError(f"order {','.join(structure.order)}: {self.method} has no stage "
                               f"{', '.join(unknown)} (it has {', '.join(cfg.method.stages)}).")
-        cfg.method.votes = structure.votes
-        for name in self.voting_stages():
-            cfg.method.stages[name].votes = structure.votes
-        cfg.method.order = list(structure.order)
+        self.apply_structure(cfg.method, structure)
         cfg.method.early_exit = False
         cfg.cache.path = str(self.cache)
         cfg.cache.shared_dir = None

@@ -1,0 +1,55 @@
+"""What the SLURM and Ray tests share: one small COPE sweep against the stub server, run
+through a launcher with per-job SQLite files and one shared segment directory, and what it
+left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cope.cache_shared import parse_row_line
+
+from conftest import ROOT
+
+CELLS = ["method.votes=2,3", "method.tau1=0.5,0.75"]  # 4 cells
+
+
+def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str) -> list[str]:
+    """COPE on 3 GSM8K problems, both roles served by the stub, as a multirun."""
+    models = []
+    for alias in ("gpt-4o-mini", "gpt-4o"):
+        models += [f"models.{alias}.base_url={stub.base_url}", f"models.{alias}.api_key_env=null"]
+    return [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
+            "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *CELLS, *cache,
+            f"hydra.sweep.dir={sweep_dir}", *launcher]
+
+
+def sweep(stub, env, sweep_dir: Path, cache: list[str], *launcher: str):
+    done = subprocess.run(sweep_args(stub, sweep_dir, cache, *launcher), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {int(p.parent.name): json.loads(p.read_text())
+            for p in sweep_dir.glob("*/metrics.json")}
+
+
+def shared_cache(root: Path) -> list[str]:
+    # each job its own SQLite file, as on a node-local disk; one shared segment directory
+    return [f"cache.path={root / 'node'}-${{hydra:job.num}}.sqlite",
+            f"cache.shared_dir={root / 'shared'}"]
+
+
+def records(sweep_dir: Path) -> dict[int, bytes]:
+    return {int(p.parent.name): p.read_bytes() for p in sweep_dir.glob("*/problems.jsonl")}
+
+
+def segment_keys(segment: Path) -> list[str]:
+    """The cache key of every generation one process published to its segment."""
+    return [parse_row_line(line)[0] for line in segment.read_text().splitlines() if line.strip()]
+
+
+def shared_keys(shared: Path) -> list[str]:
+    """The cache key of every line in the shared directory's segments, duplicates kept."""
+    return [key for segment in sorted(shared.iterdir()) if segment.is_file()
+            for key in segment_keys(segment)]
