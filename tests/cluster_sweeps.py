@@ -5,6 +5,7 @@ left behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,14 @@ from conftest import ROOT
 CELLS = ["method.votes=2,3", "method.tau1=0.5,0.75"]  # 4 cells
 
 
-def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str) -> list[str]:
+def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str,
+               cells: list[str] = CELLS) -> list[str]:
     """COPE on 3 GSM8K problems, both roles served by the stub, as a multirun."""
     models = []
     for alias in ("gpt-4o-mini", "gpt-4o"):
         models += [f"models.{alias}.base_url={stub.base_url}", f"models.{alias}.api_key_env=null"]
     return [sys.executable, "-m", "cope.cli", "-m", "pair.roles.small=gpt-4o-mini",
-            "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *CELLS, *cache,
+            "pair.roles.large=gpt-4o", "task.limit=3", "progress=false", *models, *cells, *cache,
             f"hydra.sweep.dir={sweep_dir}", *launcher]
 
 
@@ -42,6 +44,17 @@ def shared_cache(root: Path) -> list[str]:
 
 def records(sweep_dir: Path) -> dict[int, bytes]:
     return {int(p.parent.name): p.read_bytes() for p in sweep_dir.glob("*/problems.jsonl")}
+
+
+def holder_of(path: Path) -> int | None:
+    """The process that has `path` open (a cope run keeps its samples.jsonl open)."""
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:  # the process ended, or is not ours to look at
+            continue
+    return None
 
 
 def segment_keys(segment: Path) -> list[str]:

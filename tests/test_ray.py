@@ -21,7 +21,7 @@ import pytest
 from cope.testing.ray_cluster import RayCluster, ray_program
 from cope.testing.stub_server import StubServer
 
-from cluster_sweeps import (records, segment_keys, shared_cache, shared_keys, sweep,
+from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, shared_keys, sweep,
                             sweep_args)
 from conftest import ROOT
 
@@ -55,8 +55,10 @@ def stub():
 def local_records(stub, tmp_path_factory):
     """The sweep run locally, from a cache of its own: what every Ray sweep must record."""
     root = tmp_path_factory.mktemp("local")
+    started = time.perf_counter()
     sweep(stub, os.environ, root / "sweep", [f"cache.path={root / 'local.sqlite'}"],
           "hydra/launcher=basic")
+    print(f"local sweep: {time.perf_counter() - started:.1f} s")
     return records(root / "sweep")
 
 
@@ -100,17 +102,6 @@ def test_a_sweep_runs_as_ray_jobs_sharing_one_cache(cluster, stub, local_records
     assert stub.counts["requests"] == before
     assert all(m["backend_calls"] == 0 for m in relaunched.values())
     assert records(again) == local_records
-
-
-def holder_of(path: Path) -> int | None:
-    """The process that has `path` open."""
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
-                return int(fd_dir.parent.name)
-        except OSError:  # the process ended, or is not ours to look at
-            continue
-    return None
 
 
 def kill_mid_job(cluster, slow, tmp_path, *launcher: str):

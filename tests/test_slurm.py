@@ -18,7 +18,7 @@ import pytest
 from cope.testing.slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_programs
 from cope.testing.stub_server import StubServer
 
-from cluster_sweeps import (records, segment_keys, shared_cache, shared_keys, sweep,
+from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, shared_keys, sweep,
                             sweep_args)
 from conftest import ROOT
 
@@ -58,7 +58,8 @@ def slurm_launcher(*extra: str) -> list[str]:
 
 
 def array_of(sweep_dir: Path) -> str:
-    """The SLURM array job a sweep was submitted as (submitit names its folders by it)."""
+    """The SLURM array job a sweep was submitted as (submitit names its folders by it), or
+    its one job."""
     arrays = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir()
               if p.name.split("_")[0].isdigit()}
     assert len(arrays) == 1, arrays
@@ -66,9 +67,13 @@ def array_of(sweep_dir: Path) -> str:
 
 
 def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
+    import time
+
     before = stub.counts["requests"]
+    started = time.perf_counter()
     slurm = sweep(stub, cluster.env, tmp_path / "slurm", shared_cache(tmp_path),
                   *slurm_launcher())
+    slurm_s = time.perf_counter() - started
     made = stub.counts["requests"] - before
     assert sorted(slurm) == [0, 1, 2, 3] and all(m["finished"] for m in slurm.values())
 
@@ -81,8 +86,10 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
 
     # the same sweep run locally, from a cache of its own: the same records, cell by cell
     local = tmp_path / "local"
+    started = time.perf_counter()
     sweep(stub, cluster.env, local, [f"cache.path={tmp_path / 'local.sqlite'}"],
           "hydra/launcher=basic")
+    local_s = time.perf_counter() - started
     assert records(tmp_path / "slurm") == records(local)
 
     # the generations the grid needs, made once each, or more when two jobs asked at once
@@ -92,7 +99,7 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
     # every generation a job made is published to its segment once
     assert len(keys) == calls == made and unique <= calls
     print(f"SLURM sweep: {calls} backend calls, {unique} unique generations, "
-          f"{calls - unique} duplicates")
+          f"{calls - unique} duplicates; {slurm_s:.1f} s on SLURM, {local_s:.1f} s locally")
 
     # launched again on fresh node-local caches: everything comes through the shared directory
     again = tmp_path / "again"
@@ -165,3 +172,55 @@ def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluste
     # nothing the first launch finished was generated again
     assert made.isdisjoint(relaunched)
     print(f"relaunch after scancel: {requested} backend calls, {len(made)} generations reused")
+
+
+def test_a_job_signalled_at_its_time_limit_is_requeued_and_continues_its_run(cluster,
+                                                                             tmp_path):
+    """SLURM warns a job before its time limit with the signal submitit asks for (USR2,
+    hydra.launcher.signal_delay_s ahead), and submitit requeues it. Sent here to the job's
+    process as slurmd would: the requeued job continues its run (resume=true) and asks for
+    none of the generations it made before."""
+    import signal
+    import time
+
+    sweep_dir, shared = tmp_path / "sweep", tmp_path / "shared"
+    with StubServer(latency_s=1.0) as slow:
+        running = subprocess.Popen(sweep_args(slow, sweep_dir, shared_cache(tmp_path),
+                                              *slurm_launcher(), cells=["method.votes=3"]),
+                                   cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        samples = sweep_dir / "0" / "samples.jsonl"
+        deadline = time.monotonic() + 300
+        while not (samples.exists() and samples.read_text().count("\n") >= 2):
+            assert time.monotonic() < deadline and running.poll() is None, running.stderr.read()
+            time.sleep(0.5)
+        job = array_of(sweep_dir)  # one cell: a job, not an array
+        os.kill(holder_of(samples), signal.SIGUSR2)
+        # SLURM holds a requeued job back for a while before it may start again: let it go
+        while "PENDING" not in squeue_state(cluster, job):
+            assert time.monotonic() < deadline and running.poll() is None, running.stderr.read()
+            time.sleep(0.5)
+        made, segments = set(shared_keys(shared)), set(shared.iterdir())
+        before = slow.counts["requests"]
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                       env=cluster.env, check=True)
+        _, err = running.communicate(timeout=600)
+        requested = slow.counts["requests"] - before
+    assert running.returncode == 0, err[-4000:]
+    metrics = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["n_problems"] == 3
+    # SLURM ran the job twice: until the signal, and requeued
+    [log] = (sweep_dir / ".submitit").rglob(f"{job}_0_log.out")
+    # submitit's own lines (Hydra's logging repeats them in its format)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("submitit ")]
+    assert sum(f"Requeued job {job} " in line for line in lines) == 1
+    assert sum("Job completed successfully" in line for line in lines) == 1
+    later = [key for path in set(shared.iterdir()) - segments for key in segment_keys(path)]
+    assert made and made.isdisjoint(later) and requested == len(later)
+    print(f"requeued at the time-limit signal: {len(made)} generations reused, "
+          f"{requested} made after")
+
+
+def squeue_state(cluster, job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=cluster.env,
+                          capture_output=True, text=True).stdout

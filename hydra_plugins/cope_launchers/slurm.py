@@ -1,5 +1,6 @@
 """hydra/launcher=slurm: submitit's SLURM launcher, which first refuses what would go wrong
-on the cluster (cope.launch_checks) with nothing submitted."""
+on the cluster (cope.launch_checks) with nothing submitted, and whose jobs requeued at their
+time limit (or on preemption) continue their runs as resume=true."""
 
 from __future__ import annotations
 
@@ -24,3 +25,9 @@ if SlurmLauncher is not None:
                 print(f"error: {error}", file=sys.stderr)
                 raise SystemExit(2) from None
             return super().launch(job_overrides, initial_job_idx)
+
+        def checkpoint(self, sweep_overrides: Sequence[str], *args, **kwargs):
+            """A job SLURM signals before its time limit, or preempts, is requeued by
+            submitit with what this returns: the same cell, continuing its run."""
+            kept = [o for o in sweep_overrides if not o.lstrip("+~").startswith("resume=")]
+            return super().checkpoint([*kept, "resume=true"], *args, **kwargs)
