@@ -15,9 +15,11 @@ relaunched sweep finds everything any machine finished.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +94,39 @@ class SharedSegments:
             self._offsets[path] = offset + end
         self._last_collect = time.monotonic()
         return rows
+
+
+def duplicate_work(shared_dir: str | Path) -> dict[str, int]:
+    """How much of what a sweep's processes generated was made more than once: every line
+    of a segment is one generation some process paid for."""
+    keys: list[str] = []
+    segments = sorted(Path(shared_dir).glob(f"*{SEGMENT_SUFFIX}"))
+    for path in segments:
+        for line in path.read_bytes().splitlines():
+            try:
+                keys.append(parse_row_line(line)[0])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return {"processes": len(segments), "generated": len(keys), "unique": len(set(keys)),
+            "duplicates": len(keys) - len(set(keys))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cope.cache_shared",
+        description="Report the duplicate work in a cache.shared_dir: generations made by "
+                    "more than one process because they asked at the same moment.")
+    parser.add_argument("shared_dir")
+    args = parser.parse_args(argv)
+    if not Path(args.shared_dir).is_dir():
+        print(f"error: {args.shared_dir} is not a directory", file=sys.stderr)
+        return 2
+    work = duplicate_work(args.shared_dir)
+    share = work["duplicates"] / work["generated"] if work["generated"] else 0.0
+    print(f"{work['generated']} generations by {work['processes']} processes: "
+          f"{work['unique']} unique, {work['duplicates']} made again ({share:.1%} of the work)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

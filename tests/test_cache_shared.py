@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cope.cache import GenerationCache
-from cope.cache_shared import SharedSegments
+from cope.cache_shared import SharedSegments, duplicate_work, main
 from cope.errors import ConfigError
 from cope.runner import run
 from cope.samples import BackendRequest, Completion, SamplingParams
@@ -39,6 +39,20 @@ def test_a_line_still_being_written_is_read_later_and_damaged_lines_are_skipped(
     assert b.get(request(3)) is None
     segment.write_text("not json\n" + line + "\n")
     assert b.get(request(3)).text == "seven"
+
+
+def test_generations_two_machines_both_made_are_counted_as_duplicate_work(tmp_path, capsys):
+    a = machine(tmp_path, "a", sync_interval_s=3600)
+    b = machine(tmp_path, "b", sync_interval_s=3600)
+    a.put(request(1), Completion("one", 3, 1))
+    b.put(request(1), Completion("one", 3, 1))  # asked at the same moment: made twice
+    b.put(request(2), Completion("two", 3, 1))
+    assert duplicate_work(tmp_path / "shared") == {"processes": 2, "generated": 3, "unique": 2,
+                                                   "duplicates": 1}
+    assert main([str(tmp_path / "shared")]) == 0
+    assert "3 generations by 2 processes: 2 unique, 1 made again (33.3% of the work)" in \
+        capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_misses_look_for_new_lines_at_most_every_interval(tmp_path):

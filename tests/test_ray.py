@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from cope.cache_shared import duplicate_work
 from cope.testing.ray_cluster import RayCluster, ray_program
 from cope.testing.stub_server import StubServer
 
-from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, shared_keys, sweep,
+from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, sweep,
                             sweep_args)
 from conftest import ROOT
 
@@ -87,11 +88,11 @@ def test_a_sweep_runs_as_ray_jobs_sharing_one_cache(cluster, stub, local_records
     assert {segment_pid(s) for s in segments} <= cluster.worker_pids()
     assert records(tmp_path / "ray") == local_records
 
-    keys = shared_keys(tmp_path / "shared")
+    work = duplicate_work(tmp_path / "shared")
     calls = sum(m["backend_calls"] for m in ray.values())
-    assert len(keys) == calls == made and len(set(keys)) <= calls
-    print(f"Ray sweep: {calls} backend calls, {len(set(keys))} unique generations, "
-          f"{calls - len(set(keys))} duplicates, {wall_s:.1f} s")
+    assert work["generated"] == calls == made and work["unique"] <= calls
+    print(f"Ray sweep: {calls} backend calls, {work['unique']} unique generations, "
+          f"{work['duplicates']} duplicates, {wall_s:.1f} s")
 
     # launched again on fresh node-local caches: everything comes through the shared directory
     again = tmp_path / "again"

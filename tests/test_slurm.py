@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cope.cache_shared import duplicate_work
 from cope.testing.slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_programs
 from cope.testing.stub_server import StubServer
 
@@ -92,24 +93,28 @@ def test_a_sweep_runs_as_slurm_jobs_sharing_one_cache(cluster, stub, tmp_path):
     local_s = time.perf_counter() - started
     assert records(tmp_path / "slurm") == records(local)
 
-    # the generations the grid needs, made once each, or more when two jobs asked at once
-    keys = shared_keys(tmp_path / "shared")
-    unique = len(set(keys))
-    calls = sum(m["backend_calls"] for m in slurm.values())
+    # the generations the grid needs, made once each, or more when two jobs asked at once;
     # every generation a job made is published to its segment once
-    assert len(keys) == calls == made and unique <= calls
+    work = duplicate_work(tmp_path / "shared")
+    calls, unique = sum(m["backend_calls"] for m in slurm.values()), work["unique"]
+    assert work["generated"] == calls == made and unique <= calls
     print(f"SLURM sweep: {calls} backend calls, {unique} unique generations, "
           f"{calls - unique} duplicates; {slurm_s:.1f} s on SLURM, {local_s:.1f} s locally")
 
-    # launched again on fresh node-local caches: everything comes through the shared directory
+    # launched again on fresh node-local caches, one job at a time: everything comes through
+    # the shared directory
     again = tmp_path / "again"
     before = stub.counts["requests"]
     relaunched = sweep(stub, cluster.env, again,
                        [f"cache.path={again}-node-${{hydra:job.num}}.sqlite",
-                        f"cache.shared_dir={tmp_path / 'shared'}"], *slurm_launcher())
+                        f"cache.shared_dir={tmp_path / 'shared'}"],
+                       *slurm_launcher("hydra.launcher.array_parallelism=1"))
     assert stub.counts["requests"] == before
     assert all(m["backend_calls"] == 0 for m in relaunched.values())
     assert records(again) == records(local)
+    # array_parallelism=1 (sbatch --array=0-3%1): no two tasks ran at once
+    tasks = sorted(cluster.wait_for_accounting(array_of(again), 4), key=lambda j: j["Start"])
+    assert all(later["Start"] >= earlier["End"] for earlier, later in zip(tasks, tasks[1:]))
 
 
 @pytest.mark.parametrize("setting,message", [

@@ -195,7 +195,7 @@ class SlurmCluster:
         """The records of an array job's tasks once all have reached slurmdbd (slurmctld
         sends them on its own time) and none is still pending or running."""
         def tasks_of() -> list[dict[str, str]]:
-            return [j for j in self.sacct("-o", "JobID,JobName,State", "-j", array)
+            return [j for j in self.sacct("-o", "JobID,JobName,State,Start,End", "-j", array)
                     if "_" in j["JobID"] and "." not in j["JobID"]]
 
         self._wait(lambda: len(done := tasks_of()) == tasks and not any(
