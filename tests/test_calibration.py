@@ -20,6 +20,7 @@ from cope.calibration.risk import (
     betting_pvalue,
     betting_upper_bound,
     clopper_pearson,
+    fewest_problems,
     fixed_sequence,
     pareto_front,
     split,
@@ -211,6 +212,21 @@ def test_an_unmet_target_shows_the_closest_configurations(pools, tmp_path, capsy
     assert "no configuration is certified" in out and out.count("votes=8 order=s1,s2,s3") == 5
     report = json.loads((tmp_path / "out" / "calibration.json").read_text())
     assert report["methods"][0]["chosen"] is None and len(report["methods"][0]["closest"]) == 5
+    # 99% accuracy is above every configuration's on these pools: out of reach, it says
+    assert report["methods"][0]["testing_problems_needed"] is None and "out of reach" in out
+
+
+def test_a_target_the_testing_part_is_too_small_to_certify_says_what_it_needs(pools, tmp_path,
+                                                                               capsys):
+    # the stub pool answers as large alone does on most problems; certifying a paired
+    # difference of at most 0.01 takes hundreds of problems, the testing part has a few dozen
+    code = cli(pools, tmp_path, "--target", "accuracy>=large-0.01", "--test", "task.limit=100")
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    method = report["methods"][0]
+    assert code == 1 and method["chosen"] is None, out
+    assert method["testing_problems_needed"] > method["testing_part"]
+    assert f"certifying needs at least {method['testing_problems_needed']}" in out
 
 
 def test_a_met_target_writes_the_cheapest_certified_configuration(pools, tmp_path, capsys):
@@ -263,6 +279,35 @@ def test_the_betting_pvalue_is_valid_at_the_boundary_and_has_power():
     assert 0.52 < bound < 0.55
     assert betting_pvalue(paired, bound + 1e-3, delta) <= delta < betting_pvalue(
         paired, bound - 1e-3, delta)
+
+
+def test_the_fewest_problems_are_the_first_on_which_the_test_rejects():
+    # a configuration answering exactly as large alone does: every paired loss one half
+    for epsilon, delta in ((0.05, 0.1), (0.1, 0.1), (0.05, 0.05)):
+        alpha = (1 + epsilon) / 2
+        n = fewest_problems(0.5, alpha, delta)
+        assert betting_pvalue([0.5] * n, alpha, delta) <= delta
+        assert betting_pvalue([0.5] * (n - 1), alpha, delta) > delta
+    # a looser target needs fewer problems, a stricter guarantee more
+    assert fewest_problems(0.5, 0.55, 0.1) < fewest_problems(0.5, 0.525, 0.1) \
+        < fewest_problems(0.5, 0.525, 0.05)
+    assert fewest_problems(0.6, 0.55, 0.1) is None  # the level is under the loss
+
+
+def test_a_structure_names_votes_only_where_a_stage_votes():
+    from types import SimpleNamespace
+
+    from cope.calibration.cli import structures
+
+    def pool(voting):
+        return SimpleNamespace(votes=8, order=("small", "large"), run_dir="pool",
+                               voting_stages=lambda: voting)
+
+    # FrugalGPT's stages answer once each: one structure per order, labelled without votes
+    assert [s.label for s in structures(pool([]), {"votes", "order"}, None, None)] == [
+        "order=small,large", "order=small", "order=large"]
+    labels = [s.label for s in structures(pool(["small"]), {"votes"}, None, None)]
+    assert labels == [f"votes={n} order=small,large" for n in range(1, 9)]
 
 
 def test_clopper_pearson_matches_scipy():

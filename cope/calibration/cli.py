@@ -32,6 +32,7 @@ from cope.calibration.pools import Pool, Structure, StageTable, generate, survey
 from cope.calibration.risk import (
     betting_upper_bound,
     clopper_pearson,
+    fewest_problems,
     fixed_sequence,
     pareto_front,
     split,
@@ -64,7 +65,8 @@ def structures(pool: Pool, search: set[str], votes: list[int] | None,
     if not pool.voting_stages():
         vote_counts = [pool.votes]
     stage_orders = orders or (subsequences(pool.order) if "order" in search else [pool.order])
-    return [Structure(n, tuple(order)) for n in vote_counts for order in stage_orders]
+    voting = bool(pool.voting_stages())
+    return [Structure(n, tuple(order), voting) for n in vote_counts for order in stage_orders]
 
 
 def test_ids(pool: Pool, selection: dict[str, Any]) -> list[str]:
@@ -166,6 +168,11 @@ def calibrate_pool(pool: Pool, args, target: Target, reference) -> dict[str, Any
         mean_loss = risk.losses.mean(axis=1)
         closest = np.argsort(mean_loss, kind="stable")[:CLOSEST]
         result["chosen"] = None
+        # could any configuration be certified on this many problems? at the lowest mean
+        # loss seen, with no variance, the least the testing part needs
+        result["lowest_mean_loss"] = float(mean_loss[closest[0]])
+        result["testing_problems_needed"] = fewest_problems(
+            float(mean_loss[closest[0]]), risk.alpha, args.delta)
         result["closest"] = [{"configuration": configs[i].label,
                               "mean_loss": float(mean_loss[i]),
                               "p_value": pvalues.get(int(i)),
@@ -246,6 +253,16 @@ def describe(report: dict[str, Any]) -> str:
             lines.append(f"  left out {x['structure']}: needs {x['missing_generations']}")
         if m["chosen"] is None:
             lines.append(f"  no configuration is certified for {m['statement']}; closest:")
+            needed = m["testing_problems_needed"]
+            if needed is None:
+                lines.append(f"  (no configuration's mean loss on dev, at best "
+                             f"{m['lowest_mean_loss']:.3f}, is under the level "
+                             f"{m['alpha']:.3f}: the target is out of reach)")
+            elif needed > m["testing_part"]:
+                lines.append(f"  (the testing part has {m['testing_part']} problems; at the "
+                             f"lowest mean loss, {m['lowest_mean_loss']:.3f} against the level "
+                             f"{m['alpha']:.3f}, certifying needs at least {needed}: more dev "
+                             "problems, or a looser target)")
             for c in m["closest"]:
                 lines.append(f"    {c['configuration']}: {c['accuracy']:.1%}, "
                              f"${c['usd_per_1m']:,.2f}/1M")

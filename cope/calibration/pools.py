@@ -35,10 +35,12 @@ from cope.runner import Run
 class Structure:
     votes: int
     order: tuple[str, ...]
+    voting: bool = True  # whether any stage votes (FrugalGPT's do not: votes means nothing)
 
     @property
     def label(self) -> str:
-        return f"votes={self.votes} order={','.join(self.order)}"
+        order = f"order={','.join(self.order)}"
+        return f"votes={self.votes} {order}" if self.voting else order
 
 
 @dataclass

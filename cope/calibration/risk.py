@@ -62,6 +62,27 @@ def betting_upper_bound(losses: Sequence[float], delta: float, tol: float = 1e-4
     return hi
 
 
+def fewest_problems(loss: float, alpha: float, delta: float, most: int = 100_000) -> int | None:
+    """The fewest testing problems on which a configuration whose every loss is `loss` is
+    certified (its null rejected at level delta); None if `loss` is not below alpha. Real
+    losses vary, which only raises the count: it is the least a calibration needs."""
+    if loss >= alpha:
+        return None
+
+    def certified(n: int) -> bool:
+        return betting_pvalue([loss] * n, alpha, delta) <= delta
+
+    low, high = 0, 1
+    while not certified(high):  # the capital only grows with n for a constant loss
+        low, high = high, high * 2
+        if high > most:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if certified(mid) else (mid, high)
+    return high
+
+
 def clopper_pearson(successes: int, n: int, delta: float) -> tuple[float, float]:
     """The exact two-sided 1 - delta interval of a binomial proportion."""
     lower = 0.0 if successes == 0 else stats.beta.ppf(delta / 2, successes, n - successes + 1)

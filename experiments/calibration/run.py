@@ -54,7 +54,11 @@ METHODS = {  # cell -> overrides
     "mot_verify": ["experiment=pool", "method=mot_verify"],
     "cope": ["experiment=pool", "method=cope"],
 }
-TARGETS = {"accuracy": "accuracy>=large-0.05", "cost": "cost<=0.6*large"}
+# Pareto Testing certifies on half the dev problems (50): at delta 0.1 even a configuration
+# answering exactly as large alone does needs 91 of them for epsilon 0.05 and 44 for 0.1
+# (cope.calibration.risk.fewest_problems), so both are asked; calibrating is free
+TARGETS = {"accuracy-0.05": "accuracy>=large-0.05", "accuracy-0.1": "accuracy>=large-0.1",
+           "cost-0.6": "cost<=0.6*large"}
 SEARCH = "thresholds,order,threshold_op"
 DELTA = "0.1"
 
