@@ -18,6 +18,9 @@
 3. The share. The time the limit needs for the quickstart's work: each model's completion
    tokens at its best batched rate (decode only), and the same plus its prompt tokens at its
    prompt rate (an upper bound: cope evaluates a shared prefix once); over cope's wall time.
+   This machine's speed drifts by tens of percent within an hour, so the best width is
+   measured again right before and right after every quickstart run, and each run's share is
+   against the mean of those two ("adjacent"); the share against the table is reported too.
 
 Writes benchmarks/results/cpu_limit.json.
 """
@@ -195,6 +198,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def mean_limit(measurements: list[dict]) -> dict:
+    """The limits measured right before and right after a run, averaged per model."""
+    return {alias: {key: statistics.fmean(m[alias][key] for m in measurements)
+                    for key in ("best_decode_tokens_per_s", "prompt_tokens_per_s")}
+            for alias in measurements[0]}
+
+
 def share_of_limit(run: dict, limit: dict) -> dict:
     decode_s = sum(run["tokens_by_model"][alias]["completion"] / limit[alias]["best_decode_tokens_per_s"]
                    for alias in limit if alias in run["tokens_by_model"])
@@ -248,37 +258,44 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     limit = measure_limit(args.batch_sizes, args.steps, args.repeats, threads)
     print(json.dumps(limit, indent=1))
+    best_width = [max(limit[a]["best_width"] for a in limit)]
     runs: dict[str, list[dict]] = {path: [] for path in PATHS}
+    adjacent = [measure_limit(best_width, args.steps, 1, threads)] if args.quickstart_runs else []
     for turn in range(args.quickstart_runs):
         order = list(PATHS) if turn % 2 == 0 else list(reversed(PATHS))
         for path in order:
             run = run_quickstart(PATHS[path])
+            adjacent.append(measure_limit(best_width, args.steps, 1, threads))
             run["share"] = share_of_limit(run, limit)
+            run["share_adjacent"] = share_of_limit(run, mean_limit(adjacent[-2:]))
             print(path, json.dumps({k: v for k, v in run.items() if k != "problems"}, indent=1))
             runs[path].append(run)
     summary = {}
     if args.quickstart_runs:
         wall = {path: statistics.median(r["wall_time_s"] for r in rs) for path, rs in runs.items()}
+
+        def median_share(kind: str, figure: str) -> dict[str, float]:
+            return {path: statistics.median(r[kind][figure] for r in rs)
+                    for path, rs in runs.items()}
+
         summary = {"wall_time_s": wall,
                    "continuous_over_fixed_wall_time": round(wall["continuous"] / wall["fixed"], 3),
-                   "share_of_limit_with_prompts": {
-                       path: statistics.median(r["share"]["share_with_prompts"] for r in rs)
-                       for path, rs in runs.items()},
-                   "share_of_limit_decode_only": {
-                       path: statistics.median(r["share"]["share_decode_only"] for r in rs)
-                       for path, rs in runs.items()},
+                   "share_of_adjacent_limit_decode_only":
+                       median_share("share_adjacent", "share_decode_only"),
+                   "share_of_limit_decode_only": median_share("share", "share_decode_only"),
+                   "share_of_limit_with_prompts": median_share("share", "share_with_prompts"),
+                   "adjacent_best_decode_tokens_per_s": {
+                       alias: [m[alias]["best_decode_tokens_per_s"] for m in adjacent]
+                       for alias in limit},
                    "distributions": compare(runs["fixed"][0], runs["continuous"][0])}
         print(json.dumps(summary, indent=1))
-    # the limit again after the runs: a machine that got busier shows in the difference
-    after = measure_limit([max(limit[a]["best_width"] for a in limit)], args.steps, 1, threads) \
-        if args.quickstart_runs else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": {"cpus": threads, "platform": platform.platform(), "cpu": _cpu_model(),
                     "load_average_before": round(load_before, 2),
                     "load_average_after": round(os.getloadavg()[0], 2)},
         "llama_cpp_python": llama_cpp.__version__, "steps": args.steps, "repeats": args.repeats,
-        "limit": limit, "limit_after": after, "summary": summary, "quickstart": runs,
+        "limit": limit, "limit_adjacent": adjacent, "summary": summary, "quickstart": runs,
         "took_s": round(time.time() - started, 1),
     }, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -46,6 +46,23 @@ def parse_row_line(line: str | bytes) -> Row:
     return entry["key"], entry["model"], json.dumps(entry["completion"], ensure_ascii=False)
 
 
+def parse_rows(data: bytes) -> list[Row]:
+    """The rows of whole segment lines; a line damaged on the filesystem is skipped, never
+    fatal."""
+    rows: list[Row] = []
+    for line in data.splitlines():
+        try:
+            rows.append(parse_row_line(line))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return rows
+
+
+def segment_keys(path: str | Path) -> list[str]:
+    """The cache key of every generation a segment holds, in the order it was published."""
+    return [key for key, _, _ in parse_rows(Path(path).read_bytes())]
+
+
 class SharedSegments:
     """This process's segment file in the shared directory, and what it read of the others."""
 
@@ -86,11 +103,7 @@ class SharedSegments:
             except FileNotFoundError:
                 continue
             end = data.rfind(b"\n") + 1  # a line still being written is read next time
-            for line in data[:end].splitlines():
-                try:
-                    rows.append(parse_row_line(line))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line damaged on the filesystem is skipped, never fatal
+            rows += parse_rows(data[:end])
             self._offsets[path] = offset + end
         self._last_collect = time.monotonic()
         return rows
@@ -99,14 +112,8 @@ class SharedSegments:
 def duplicate_work(shared_dir: str | Path) -> dict[str, int]:
     """How much of what a sweep's processes generated was made more than once: every line
     of a segment is one generation some process paid for."""
-    keys: list[str] = []
     segments = sorted(Path(shared_dir).glob(f"*{SEGMENT_SUFFIX}"))
-    for path in segments:
-        for line in path.read_bytes().splitlines():
-            try:
-                keys.append(parse_row_line(line)[0])
-            except (ValueError, KeyError, TypeError):
-                continue
+    keys = [key for path in segments for key in segment_keys(path)]
     return {"processes": len(segments), "generated": len(keys), "unique": len(set(keys)),
             "duplicates": len(keys) - len(set(keys))}
 

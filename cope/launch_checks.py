@@ -15,12 +15,26 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig
 
 from cope.errors import ConfigError
+
+
+@contextmanager
+def refused_before_submitting() -> Iterator[None]:
+    """A failed check ends the launch with its message and exit code 2, not a traceback:
+    nothing has been submitted yet."""
+    try:
+        yield
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
 
 def check_shared_cache(config: DictConfig, launcher: str) -> None:
     cache = config.cache

@@ -8,13 +8,27 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from cope.cache_shared import parse_row_line
+import pytest
+
+from cope.cache_shared import segment_keys
 
 from conftest import ROOT
 
 CELLS = ["method.votes=2,3", "method.tau1=0.5,0.75"]  # 4 cells
+
+
+def require(engine: str, reason: str | None, required_by: str) -> None:
+    """Skip loudly when `engine` cannot run here, or fail when `required_by` (an environment
+    variable .ci/run sets) says it must."""
+    if reason is None:
+        return
+    if os.environ.get(required_by):
+        pytest.fail(f"{required_by} is set, but {reason}")
+    pytest.skip(f"NOT CHECKED: sweeps on a real {engine} cluster, because {reason}")
 
 
 def sweep_args(stub, sweep_dir: Path, cache: list[str], *launcher: str,
@@ -57,12 +71,32 @@ def holder_of(path: Path) -> int | None:
     return None
 
 
-def segment_keys(segment: Path) -> list[str]:
-    """The cache key of every generation one process published to its segment."""
-    return [parse_row_line(line)[0] for line in segment.read_text().splitlines() if line.strip()]
-
-
 def shared_keys(shared: Path) -> list[str]:
     """The cache key of every line in the shared directory's segments, duplicates kept."""
     return [key for segment in sorted(shared.iterdir()) if segment.is_file()
             for key in segment_keys(segment)]
+
+
+def wait_until(running: subprocess.Popen, ready: Callable[[], bool], timeout_s: float = 300,
+               what: str = "the sweep to get there") -> None:
+    """Poll `ready` while the sweep runs; a sweep that ends first, or a deadline passed,
+    fails the test with the sweep's stderr (read after killing it: a live sweep's stderr
+    would block the read)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if running.poll() is not None or time.monotonic() > deadline:
+            running.kill()
+            _, err = running.communicate()
+            pytest.fail(f"waited in vain for {what} (exit {running.returncode}):\n"
+                        f"{(err or '')[-4000:]}")
+        time.sleep(0.3)
+
+
+def has_samples(samples: Path, count: int = 2) -> Callable[[], bool]:
+    return lambda: samples.exists() and samples.read_text().count("\n") >= count
+
+
+def published_since(shared: Path, segments: set[Path]) -> list[str]:
+    """The keys of the segments that appeared in `shared` since it held `segments`: what
+    processes started since then generated."""
+    return [key for path in set(shared.iterdir()) - segments for key in segment_keys(path)]

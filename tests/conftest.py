@@ -54,6 +54,15 @@ def cope_home(tmp_path_factory):
         os.environ["COPE_HOME"] = previous
 
 
+@pytest.fixture(scope="module")
+def stub():
+    """The OpenAI-compatible stub server, one per module that asks for it."""
+    from cope.testing.stub_server import StubServer
+
+    with StubServer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def sglang_api():
     """SGLang's own contract module (sglang/api/v1/api_types.py of the pinned wheel), which the

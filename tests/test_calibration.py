@@ -288,6 +288,9 @@ def test_the_fewest_problems_are_the_first_on_which_the_test_rejects():
         n = fewest_problems(0.5, alpha, delta)
         assert betting_pvalue([0.5] * n, alpha, delta) <= delta
         assert betting_pvalue([0.5] * (n - 1), alpha, delta) > delta
+        # a cap on the search is honoured exactly, also when it is no power of two
+        assert fewest_problems(0.5, alpha, delta, most=n) == n
+        assert fewest_problems(0.5, alpha, delta, most=n - 1) is None
     # a looser target needs fewer problems, a stricter guarantee more
     assert fewest_problems(0.5, 0.55, 0.1) < fewest_problems(0.5, 0.525, 0.1) \
         < fewest_problems(0.5, 0.525, 0.05)

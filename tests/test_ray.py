@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from cope.cache_shared import duplicate_work
+from cope.cache_shared import duplicate_work, segment_keys
 from cope.testing.ray_cluster import RayCluster, ray_program
 from cope.testing.stub_server import StubServer
 
-from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, sweep,
-                            sweep_args)
+from cluster_sweeps import (has_samples, holder_of, published_since, records, require,
+                            shared_cache, sweep, sweep_args, wait_until)
 from conftest import ROOT
 
 
@@ -37,19 +37,9 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("COPE_REQUIRE_RAY"):
-            pytest.fail(f"COPE_REQUIRE_RAY is set, but {reason}")
-        pytest.skip(f"NOT CHECKED: sweeps on a real Ray cluster, because {reason}")
+    require("Ray", _unavailable(), "COPE_REQUIRE_RAY")
     with RayCluster(tmp_path_factory.mktemp("ray"), cpus=2) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def stub():
-    with StubServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +104,7 @@ def kill_mid_job(cluster, slow, tmp_path, *launcher: str):
                                cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     samples = sweep_dir / "0" / "samples.jsonl"
-    deadline = time.monotonic() + 300
-    while not (samples.exists() and samples.read_text().count("\n") >= 2):
-        assert time.monotonic() < deadline and running.poll() is None, running.stderr.read()
-        time.sleep(0.2)
+    wait_until(running, has_samples(samples), what="job 0's first two samples")
     worker = holder_of(samples)
     assert worker in cluster.worker_pids()
     os.kill(worker, signal.SIGKILL)
@@ -141,8 +128,7 @@ def test_a_worker_killed_mid_job_is_retried_and_pays_for_nothing_it_made(cluster
                for p in sweep_dir.glob("*/metrics.json")}
     assert sorted(metrics) == [0, 1, 2, 3] and all(m["finished"] for m in metrics.values())
     assert records(sweep_dir) == local_records
-    later = [key for s in set((tmp_path / "shared").iterdir()) - segments
-             for key in segment_keys(s)]
+    later = published_since(tmp_path / "shared", segments)
     assert made and set(made).isdisjoint(later)  # the retry took them from the cache
     assert requested == len(later)
     print(f"worker killed mid-job: Ray retried it; {len(made)} generations reused, "
@@ -169,9 +155,24 @@ def test_a_job_whose_worker_dies_without_retries_is_reported_and_resumes(cluster
                       *launcher)
         requested = slow.counts["requests"] - before
     assert all(m["finished"] for m in again.values()) and records(sweep_dir) == local_records
-    later = [key for s in set((tmp_path / "shared").iterdir()) - segments
-             for key in segment_keys(s)]
+    later = published_since(tmp_path / "shared", segments)
     assert set(made).isdisjoint(later) and requested == len(later)
+
+
+def test_a_run_that_fails_is_a_failed_job_and_is_not_retried(cluster, stub, tmp_path):
+    # cope's CLI exits 2 on a config error; as a SystemExit leaving the worker, Ray would
+    # take it for a dead worker and run the cell again (max_retries: 3)
+    sweep_dir = tmp_path / "sweep"
+    args = [*sweep_args(stub, sweep_dir, shared_cache(tmp_path), *ray_launcher(cluster),
+                        cells=["task.ids=[0],[nope]"])]
+    done = subprocess.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0
+    assert "CellExited: the run exited with code 2" in done.stderr, done.stderr[-3000:]
+    assert "workers died" not in done.stderr
+    assert json.loads((sweep_dir / "0" / "metrics.json").read_text())["finished"]
+    [job_log] = (sweep_dir / "1").glob("*.log")
+    assert job_log.read_text().count("no problems with ids ['nope']") == 1  # one attempt
 
 
 @pytest.mark.parametrize("setting,message", [

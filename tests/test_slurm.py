@@ -19,8 +19,8 @@ from cope.cache_shared import duplicate_work
 from cope.testing.slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_programs
 from cope.testing.stub_server import StubServer
 
-from cluster_sweeps import (holder_of, records, segment_keys, shared_cache, shared_keys, sweep,
-                            sweep_args)
+from cluster_sweeps import (has_samples, holder_of, published_since, records, require,
+                            shared_cache, shared_keys, sweep, sweep_args, wait_until)
 from conftest import ROOT
 
 
@@ -36,19 +36,9 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("COPE_REQUIRE_SLURM"):
-            pytest.fail(f"COPE_REQUIRE_SLURM is set, but {reason}")
-        pytest.skip(f"NOT CHECKED: sweeps on a real SLURM cluster, because {reason}")
+    require("SLURM", _unavailable(), "COPE_REQUIRE_SLURM")
     with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def stub():
-    with StubServer() as server:
-        yield server
 
 
 def slurm_launcher(*extra: str) -> list[str]:
@@ -139,18 +129,13 @@ def test_settings_slurm_would_refuse_fail_before_any_job_is_submitted(cluster, s
 def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluster, tmp_path):
     """scancel one task of the array mid-run; the same command again with resume=true
     finishes every cell, and no generation the first launch made is requested again."""
-    import time
-
     sweep_dir = tmp_path / "sweep"
     with StubServer(latency_s=1.0) as slow:
         first = subprocess.Popen(
             [*sweep_args(slow, sweep_dir, shared_cache(tmp_path), *slurm_launcher())],
             cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         samples = sweep_dir / "1" / "samples.jsonl"
-        deadline = time.monotonic() + 300
-        while not (samples.exists() and samples.read_text().count("\n") >= 2):
-            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
-            time.sleep(0.5)
+        wait_until(first, has_samples(samples), what="task 1's first two samples")
         task = f"{array_of(sweep_dir)}_1"
         assert task in subprocess.run(["squeue", "-h", "-o", "%i"], env=cluster.env,
                                       capture_output=True, text=True).stdout.split()
@@ -170,7 +155,7 @@ def test_a_cancelled_job_resumes_on_relaunch_and_pays_for_nothing_it_made(cluste
         requested = slow.counts["requests"] - before
     assert sorted(again) == [0, 1, 2, 3] and all(m["finished"] for m in again.values())
     # the relaunch's jobs publish what they generate to segments of their own
-    relaunched = [key for path in set(shared.iterdir()) - segments for key in segment_keys(path)]
+    relaunched = published_since(shared, segments)
     assert requested == len(relaunched) == sum(m["backend_calls"] for m in again.values())
     # the cancelled cell stopped with work left, and finished on the relaunch
     assert again[1]["n_resumed"] < again[1]["n_problems"] == 3
@@ -186,7 +171,6 @@ def test_a_job_signalled_at_its_time_limit_is_requeued_and_continues_its_run(clu
     process as slurmd would: the requeued job continues its run (resume=true) and asks for
     none of the generations it made before."""
     import signal
-    import time
 
     sweep_dir, shared = tmp_path / "sweep", tmp_path / "shared"
     with StubServer(latency_s=1.0) as slow:
@@ -195,16 +179,12 @@ def test_a_job_signalled_at_its_time_limit_is_requeued_and_continues_its_run(clu
                                    cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         samples = sweep_dir / "0" / "samples.jsonl"
-        deadline = time.monotonic() + 300
-        while not (samples.exists() and samples.read_text().count("\n") >= 2):
-            assert time.monotonic() < deadline and running.poll() is None, running.stderr.read()
-            time.sleep(0.5)
+        wait_until(running, has_samples(samples), what="the job's first two samples")
         job = array_of(sweep_dir)  # one cell: a job, not an array
         os.kill(holder_of(samples), signal.SIGUSR2)
         # SLURM holds a requeued job back for a while before it may start again: let it go
-        while "PENDING" not in squeue_state(cluster, job):
-            assert time.monotonic() < deadline and running.poll() is None, running.stderr.read()
-            time.sleep(0.5)
+        wait_until(running, lambda: "PENDING" in squeue_state(cluster, job),
+                   what="the job to be requeued")
         made, segments = set(shared_keys(shared)), set(shared.iterdir())
         before = slow.counts["requests"]
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
@@ -220,7 +200,7 @@ def test_a_job_signalled_at_its_time_limit_is_requeued_and_continues_its_run(clu
     lines = [line for line in log.read_text().splitlines() if line.startswith("submitit ")]
     assert sum(f"Requeued job {job} " in line for line in lines) == 1
     assert sum("Job completed successfully" in line for line in lines) == 1
-    later = [key for path in set(shared.iterdir()) - segments for key in segment_keys(path)]
+    later = published_since(shared, segments)
     assert made and made.isdisjoint(later) and requested == len(later)
     print(f"requeued at the time-limit signal: {len(made)} generations reused, "
           f"{requested} made after")

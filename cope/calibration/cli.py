@@ -256,8 +256,9 @@ def describe(report: dict[str, Any]) -> str:
             needed = m["testing_problems_needed"]
             if needed is None:
                 lines.append(f"  (no configuration's mean loss on dev, at best "
-                             f"{m['lowest_mean_loss']:.3f}, is under the level "
-                             f"{m['alpha']:.3f}: the target is out of reach)")
+                             f"{m['lowest_mean_loss']:.3f}, is far enough under the level "
+                             f"{m['alpha']:.3f} to be certified on any feasible number of dev "
+                             "problems: the target is out of reach)")
             elif needed > m["testing_part"]:
                 lines.append(f"  (the testing part has {m['testing_part']} problems; at the "
                              f"lowest mean loss, {m['lowest_mean_loss']:.3f} against the level "

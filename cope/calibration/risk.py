@@ -64,8 +64,9 @@ def betting_upper_bound(losses: Sequence[float], delta: float, tol: float = 1e-4
 
 def fewest_problems(loss: float, alpha: float, delta: float, most: int = 100_000) -> int | None:
     """The fewest testing problems on which a configuration whose every loss is `loss` is
-    certified (its null rejected at level delta); None if `loss` is not below alpha. Real
-    losses vary, which only raises the count: it is the least a calibration needs."""
+    certified (its null rejected at level delta); None if `loss` is not below alpha or even
+    `most` problems would not do. Real losses vary, which only raises the count: it is the
+    least a calibration needs."""
     if loss >= alpha:
         return None
 
@@ -74,9 +75,9 @@ def fewest_problems(loss: float, alpha: float, delta: float, most: int = 100_000
 
     low, high = 0, 1
     while not certified(high):  # the capital only grows with n for a constant loss
-        low, high = high, high * 2
-        if high > most:
+        if high == most:
             return None
+        low, high = high, min(high * 2, most)
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if certified(mid) else (mid, high)

@@ -31,8 +31,7 @@ class RayCluster:
         self.root = Path(root)
         self.cpus = cpus
         self.port = free_port()
-        # Ray's socket paths must stay short (107 bytes): its session lives in /tmp
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="cope-ray-"))
+        self.temp_dir: Path | None = None  # made by __enter__, removed by stop()
         self._start: subprocess.Popen | None = None
         self.address = ""
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -48,11 +47,14 @@ class RayCluster:
 
     def __enter__(self) -> RayCluster:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "ray-start.log", "wb")
-        # a session of its own: every process the head starts can be stopped as a group
-        self._start = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
-                                       env=self.env, start_new_session=True)
+        # Ray's socket paths must stay short (107 bytes): its session lives in /tmp
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="cope-ray-"))
         try:
+            with open(self.root / "ray-start.log", "wb") as log:
+                # a session of its own: every process the head starts is stopped as a group
+                self._start = subprocess.Popen(self._command(), stdout=log,
+                                               stderr=subprocess.STDOUT, env=self.env,
+                                               start_new_session=True)
             if self._start.wait(timeout=120) != 0:
                 raise RuntimeError(f"ray start failed:\n{self.log()[-3000:]}")
             self.address = self._gcs_address()
@@ -85,19 +87,20 @@ class RayCluster:
         self.stop()
 
     def stop(self) -> None:
-        if self._start is None:
-            return
-        group = self._start.pid
-        for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and _group_alive(group):
-                time.sleep(0.2)
-        self._start = None
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self._start is not None:
+            group = self._start.pid
+            for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(group, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + wait_s
+                while time.monotonic() < deadline and _group_alive(group):
+                    time.sleep(0.2)
+            self._start = None
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
 
 
 def _group_alive(group: int) -> bool:

@@ -14,6 +14,9 @@ problems, each applied once to the test problems the CPU reproduction uses (SETU
   (generations.jsonl.gz beside the runs, committed) is rewritten every 10 minutes, so a stop
   loses at most 10 minutes of generations; on a fresh clone the cache is rebuilt from it.
 - continuous batching as in the quickstart, so that fewer votes reuse a pool's samples.
+- the test runs on GSM8K start from the generations of the 100-problem continuous COPE cell
+  (benchmarks/results/cpu_cell, the same test problems and model identities): a request it
+  already made replays, as it would from any earlier run's cache, and the rest is generated.
 
 Results go to experiments/results/calibration-<task>-cpu/.
 """
@@ -26,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cope.cache_archive import kept_in_archive
+from cope.cache_archive import import_archive, kept_in_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "experiments" / "results"
@@ -35,7 +38,8 @@ SETUPS = {
     # 1119-1318 FrugalGPT's scorer trained on; test: the first 100
     "gsm8k": {"task": ["task=gsm8k"], "dev": ["task.offset=200", "task.limit=100"],
               "test": ["task.offset=0", "task.limit=100"], "methods": ["frugalgpt", "abc",
-                                                                       "mot_verify", "cope"]},
+                                                                       "mot_verify", "cope"],
+              "reuse": [ROOT / "benchmarks" / "results" / "cpu_cell" / "generations.jsonl.gz"]},
     # dev: MBPP's validation split (task ids 511-600); test: the first 100 test problems, as
     # the CPU reproduction judges them (on tests derived from the reference solutions). MoT
     # has no program-of-thought prompt for code. The scorer trained on the train split.
@@ -54,7 +58,7 @@ METHODS = {  # cell -> overrides
     "mot_verify": ["experiment=pool", "method=mot_verify"],
     "cope": ["experiment=pool", "method=cope"],
 }
-# Pareto Testing certifies on half the dev problems (50): at delta 0.1 even a configuration
+# Pareto Testing certifies on half the dev problems: at delta 0.1 even a configuration
 # answering exactly as large alone does needs 91 of them for epsilon 0.05 and 44 for 0.1
 # (cope.calibration.risk.fewest_problems), so both are asked; calibrating is free
 TARGETS = {"accuracy-0.05": "accuracy>=large-0.05", "accuracy-0.1": "accuracy>=large-0.1",
@@ -108,6 +112,9 @@ def calibrate(setup: Setup) -> None:
 
 
 def test(setup: Setup) -> None:
+    for archive in setup.spec.get("reuse", []):
+        total, added = import_archive(archive, setup.cache)
+        print(f"{archive.relative_to(ROOT)}: {added} of its {total} generations are new here")
     large = setup.out / "test" / "large"
     if not finished(large):
         cope(*setup.common, *setup.spec["test"], "method=large", f"run_dir={large}")

@@ -6,11 +6,14 @@ a cluster it cannot reach (Ray's own message) and jobs no node of the cluster ha
 resources for (Ray would leave them pending for ever). A job whose Ray worker dies is retried
 by Ray (`ray.remote`'s `max_retries`) and the retry continues the dead worker's run
 (resume=true), so nothing it finished is paid for again; a job that dies more often than
-that is reported by its number, after every other job has finished.
+that is reported by its number, after every other job has finished. A run that ends with an
+error (a config error, a backend that went down) is a failed job, as under the basic
+launcher, and is not retried: it would fail the same way again.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 import uuid
@@ -21,19 +24,29 @@ from typing import Any
 from omegaconf import OmegaConf, open_dict
 
 from cope.errors import ConfigError
-from cope.launch_checks import check_shared_cache
+from cope.launch_checks import check_shared_cache, refused_before_submitting
 
 try:  # Hydra imports every plugin module at start-up, with or without cope[ray]
     import ray
+    from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 except ImportError:  # pragma: no cover - the ray extra is not installed
     RayLauncher = None
+
+log = logging.getLogger(__name__)
+
+
+class CellExited(RuntimeError):
+    """A cell's run called sys.exit (cope's CLI does on an error). Raised as an ordinary
+    exception, Hydra records the job as failed; a SystemExit would leave the Ray worker,
+    which Ray takes for a dead worker and retries."""
 
 
 def probe(address: str | None, timeout_s: float = 10.0) -> None:
     """A host:port address nothing answers at is refused at once: ray.init would wait for a
     GCS there for minutes."""
     host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
     if not host or not port.isdigit():
         return  # "auto", "local" or None: ray.init finds the cluster itself, or says why not
     try:
@@ -69,9 +82,9 @@ def check_resources(remote: Mapping[str, Any], nodes: list[dict[str, Any]]) -> N
     live = [node["Resources"] for node in nodes if node.get("Alive")]
     if any(all(have.get(k, 0.0) >= v for k, v in wanted.items()) for have in live):
         return
-    largest = ", ".join(f"{k} {v:g}" for k, v in sorted(max(
-        live, key=lambda have: sum(have.get(k, 0.0) for k in wanted), default={}).items())
-        if k in wanted)
+    closest = max(live, default={}, key=lambda have: sum(have.get(k, 0.0) >= v
+                                                         for k, v in wanted.items()))
+    largest = ", ".join(f"{k} {v:g}" for k, v in sorted(closest.items()) if k in wanted)
     asked = ", ".join(f"{k} {v:g}" for k, v in wanted.items())
     raise ConfigError(f"hydra/launcher=ray_cluster: each job asks for {asked} "
                       f"(hydra.launcher.ray.remote), but no live node of the cluster has that "
@@ -84,12 +97,6 @@ def run_cell(hydra_context, sweep_config, task_function, singleton_state, marker
     """One sweep cell in a Ray worker. `marker` holds the id of the launch that started the
     cell: finding its own id there, a retry knows the cell's first worker died and
     continues that run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import run_job, setup_globals
-
-    setup_globals()
-    Singleton.set_state(singleton_state)
     path = Path(marker)
     if path.exists() and path.read_text() == launch:
         with open_dict(sweep_config):
@@ -97,10 +104,16 @@ def run_cell(hydra_context, sweep_config, task_function, singleton_state, marker
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(launch)
-    HydraConfig.instance().set_config(sweep_config)
-    return run_job(hydra_context=hydra_context, task_function=task_function,
-                   config=sweep_config, job_dir_key="hydra.sweep.dir",
-                   job_subdir_key="hydra.sweep.subdir")
+
+    def cell(config):
+        try:
+            return task_function(config)
+        except SystemExit as stop:
+            if stop.code:
+                raise CellExited(f"the run exited with code {stop.code}") from None
+            return None
+
+    return _run_job(hydra_context, sweep_config, cell, singleton_state)
 
 
 if RayLauncher is not None:
@@ -110,17 +123,17 @@ if RayLauncher is not None:
             from hydra.core.utils import configure_log, setup_globals
 
             remote = OmegaConf.to_container(self.ray_cfg.remote, resolve=True) or {}
-            try:
+            with refused_before_submitting():
                 check_shared_cache(self.config, "ray_cluster")
                 connect(OmegaConf.to_container(self.ray_cfg.init, resolve=True) or {})
                 check_resources(remote, ray.nodes())
-            except ConfigError as error:  # a message, not a traceback: nothing was submitted
-                print(f"error: {error}", file=sys.stderr)
-                raise SystemExit(2) from None
             setup_globals()
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            # resolved here, once: a relative dir would land in each worker's working
+            # directory, and ${now:...} would be a different time on each worker
+            sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
             sweep_dir.mkdir(parents=True, exist_ok=True)
+            log.info(f"Ray cluster: launching {len(job_overrides)} jobs into {sweep_dir}")
             launch = uuid.uuid4().hex
             job = ray.remote(**remote)(run_cell) if remote else ray.remote(run_cell)
             refs = {}
@@ -130,6 +143,8 @@ if RayLauncher is not None:
                 with open_dict(cell):
                     cell.hydra.job.id = f"ray_{launch[:8]}_{idx}"
                     cell.hydra.job.num = idx
+                    cell.hydra.sweep.dir = str(sweep_dir)
+                log.info(f"\t#{idx} : {' '.join(overrides)}")
                 refs[idx] = job.remote(self.hydra_context, cell, self.task_function,
                                        Singleton.get_state(),
                                        str(sweep_dir / ".ray" / f"{idx}.launch"), launch)

@@ -4,11 +4,9 @@ time limit (or on preemption) continue their runs as resume=true."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from cope.errors import ConfigError
-from cope.launch_checks import check_shared_cache, check_slurm
+from cope.launch_checks import check_shared_cache, check_slurm, refused_before_submitting
 
 try:  # Hydra imports every plugin module at start-up, with or without cope[slurm]
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
@@ -18,12 +16,9 @@ except ImportError:  # pragma: no cover - the slurm extra is not installed
 if SlurmLauncher is not None:
     class CheckedSlurmLauncher(SlurmLauncher):
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-            try:
+            with refused_before_submitting():
                 check_shared_cache(self.config, "slurm")
                 check_slurm(self.params)
-            except ConfigError as error:  # a message, not a traceback: nothing was submitted
-                print(f"error: {error}", file=sys.stderr)
-                raise SystemExit(2) from None
             return super().launch(job_overrides, initial_job_idx)
 
         def checkpoint(self, sweep_overrides: Sequence[str], *args, **kwargs):
