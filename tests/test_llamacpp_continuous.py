@@ -121,6 +121,10 @@ def test_a_prompt_a_resident_sequence_holds_is_not_evaluated_again(make_config):
     # the first two: the prompt but its last token once, and each one's last token; the
     # third: its last token alone (without the sharing: 2 * prompt_tokens + 1)
     assert evaluated == (prompt_tokens - 1) + 2 + 1
+    # each completion says how much of its prompt it took from cells (the run's metrics
+    # and samples report it as prefix_cache / cached_tokens)
+    assert [c.cached_tokens for c in completions] == [0, prompt_tokens - 1, prompt_tokens - 1]
+    assert sum(c.prompt_tokens - c.cached_tokens for c in completions) == evaluated
 
 
 def test_a_sequence_moved_to_a_freed_slot_decodes_on_from_its_own_cells(make_config):

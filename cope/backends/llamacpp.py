@@ -282,7 +282,8 @@ class LlamaCppBackend(Backend):
                 text=detokenize(llm, result.tokens), prompt_tokens=result.prompt_tokens,
                 completion_tokens=len(result.tokens), finish_reason=result.finish_reason,
                 latency_s=time.perf_counter() - start,
-                token_logprobs=tuple(result.logprobs) if result.logprobs is not None else None)
+                token_logprobs=tuple(result.logprobs) if result.logprobs is not None else None,
+                cached_tokens=result.cached_tokens)
             try:
                 loop.call_soon_threadsafe(_settle, i, completion)
             except RuntimeError:  # the loop is closed: nobody waits for this sample any more

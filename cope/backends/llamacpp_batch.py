@@ -41,6 +41,7 @@ class SequenceResult:
     prompt_tokens: int
     finish_reason: str  # stop (end of generation token), length, or error: timeout ...
     logprobs: list[float] | None = field(default=None)  # one per token, when asked for
+    cached_tokens: int | None = None  # prompt tokens copied from cells, not evaluated
 
 
 def token_logprob(logits: np.ndarray, token: int) -> float:

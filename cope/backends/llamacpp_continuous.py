@@ -56,6 +56,7 @@ class _Resident:
     slot: int
     sampler: Sampler
     position: int = 0
+    cached: int = 0  # prompt tokens copied from another sequence's cells, not evaluated
     last: int = -1  # the token to feed next
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -172,6 +173,7 @@ class ContinuousDecoder(BatchContext):
         for seq, (source, length) in zip(seqs, reused):
             if source is not None:
                 self._copy_prefix(source, seq, length)
+                seq.cached = length
         pending = []
         for seq, (_, start) in zip(seqs, reused):
             prompt = seq.job.prompt
@@ -236,7 +238,8 @@ class ContinuousDecoder(BatchContext):
             self.resident[seq.slot] = moved
         seq.sampler.close()
         logprobs = seq.logprobs[:len(seq.tokens)] if seq.job.params.logprobs else None
-        seq.job.done(SequenceResult(seq.tokens, len(seq.job.prompt), reason, logprobs))
+        seq.job.done(SequenceResult(seq.tokens, len(seq.job.prompt), reason, logprobs,
+                                    seq.cached))
 
     def _clear_batch(self) -> None:
         self.batch.n_tokens = 0
