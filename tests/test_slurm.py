@@ -194,11 +194,13 @@ def test_a_job_signalled_at_its_time_limit_is_requeued_and_continues_its_run(clu
     assert running.returncode == 0, err[-4000:]
     metrics = json.loads((sweep_dir / "0" / "metrics.json").read_text())
     assert metrics["finished"] and metrics["n_problems"] == 3
-    # SLURM ran the job twice: until the signal, and requeued
+    # SLURM ran the job twice: until the signal, and requeued (the PENDING seen above).
+    # submitit logs "Requeued job" after scontrol returns, and SLURM may stop the job
+    # before that line is written, so it is there at most once
     [log] = (sweep_dir / ".submitit").rglob(f"{job}_0_log.out")
     # submitit's own lines (Hydra's logging repeats them in its format)
     lines = [line for line in log.read_text().splitlines() if line.startswith("submitit ")]
-    assert sum(f"Requeued job {job} " in line for line in lines) == 1
+    assert sum(f"Requeued job {job} " in line for line in lines) <= 1
     assert sum("Job completed successfully" in line for line in lines) == 1
     later = published_since(shared, segments)
     assert made and made.isdisjoint(later) and requested == len(later)
