@@ -18,7 +18,9 @@ from cope.calibration.experiment import experiment
 from cope.calibration.pools import Pool, Structure, generate, survey
 from cope.calibration.risk import (
     betting_pvalue,
+    betting_pvalues,
     betting_upper_bound,
+    certification_order,
     clopper_pearson,
     fewest_problems,
     fixed_sequence,
@@ -326,6 +328,30 @@ def test_pareto_front_and_fixed_sequence():
     losses = np.array([[0.0] * 50, [1.0] * 50, [0.0] * 50])
     valid, pvalues = fixed_sequence([0, 1, 2], losses, 0.3, 0.1)
     assert valid == [0] and set(pvalues) == {0, 1}  # testing stops at the first null kept
+
+
+def test_a_steady_configuration_is_tested_before_an_erratic_one_with_a_lower_mean():
+    # paired losses against large alone, alpha = 0.55: "steady" answers as large alone does
+    # (every loss one half), "erratic" is better on average but often loses to it
+    alpha, delta, n = 0.55, 0.1, 50
+    steady = np.full(n, 0.5)
+    erratic = np.tile([0.0, 1.0] * 4 + [0.5, 0.0], n // 10)
+    assert erratic.mean() < steady.mean()
+    losses = np.array([erratic, steady])
+    cost = np.array([1.0, 2.0])  # the erratic one is cheaper too: by mean it dominates
+    assert pareto_front(losses.mean(axis=1), cost).tolist() == [0]
+    order = certification_order(losses, cost, alpha, delta)
+    assert order.tolist() == [1, 0]
+    # tested on like losses, the steady one is certified; led by the erratic one, nothing is
+    assert fixed_sequence(order, losses, alpha, delta)[0] == [1]
+    assert fixed_sequence([0, 1], losses, alpha, delta)[0] == []
+
+
+def test_p_values_of_many_configurations_are_each_row_s_own():
+    rng = np.random.default_rng(1)
+    losses = rng.random((6, 40)).round(1)
+    together = betting_pvalues(losses, 0.6, 0.1)
+    assert together.tolist() == [betting_pvalues(row[None, :], 0.6, 0.1)[0] for row in losses]
 
 
 def test_the_split_is_fixed_by_the_ids():

@@ -11,23 +11,30 @@ game is not touched, the step counts, and the models see that it failed.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from cope.agent.env import GameEnv, GameState
 from cope.engine import CascadeMethod, ProblemResult
 from cope.generator import RetaggingGenerator
 from cope.tasks.base import Problem
-
-if TYPE_CHECKING:
-    from cope.tasks.agent import AgentTask
 
 INVALID_COMMAND = "(no valid command)"
 INVALID_FEEDBACK = "That was not a valid command: choose one of the valid commands."
 
 
+class EpisodeTask(Protocol):
+    """What the loop needs of an agent task (cope.tasks.agent.AgentTask)."""
+
+    def open_env(self, problem: Problem) -> GameEnv: ...
+
+    def step_problem(self, problem: Problem, state: GameState, history: list[tuple[str, str]],
+                     step: int, max_steps: int) -> Problem: ...
+
+
 class EpisodeSolver:
     """Plays one game per problem with a cascade method; the result reads like a problem's."""
 
-    def __init__(self, method: CascadeMethod, task: "AgentTask", max_steps: int) -> None:
+    def __init__(self, method: CascadeMethod, task: EpisodeTask, max_steps: int) -> None:
         self.method = method
         self.task = task
         self.max_steps = max_steps

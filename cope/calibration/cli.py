@@ -31,10 +31,10 @@ from cope.calibration.experiment import experiment
 from cope.calibration.pools import Pool, Structure, StageTable, generate, survey
 from cope.calibration.risk import (
     betting_upper_bound,
+    certification_order,
     clopper_pearson,
     fewest_problems,
     fixed_sequence,
-    pareto_front,
     split,
 )
 from cope.calibration.search import OPS, Configuration, configurations, evaluate
@@ -150,8 +150,8 @@ def calibrate_pool(pool: Pool, args, target: Target, reference) -> dict[str, Any
     ref_correct, ref_cost = (reference[0], reference[1]) if reference else (None, None)
     risk = risk_of(target, correct, cost, ref_correct, ref_cost)
     searched, tested = split(pool.ids, args.split)
-    front = pareto_front(risk.losses[:, searched].mean(axis=1),
-                         risk.objective[:, searched].mean(axis=1))
+    front = certification_order(risk.losses[:, searched],
+                                risk.objective[:, searched].mean(axis=1), risk.alpha, args.delta)
     valid, pvalues = fixed_sequence(front, risk.losses[:, tested], risk.alpha, args.delta)
     finished = time.perf_counter()
     result: dict[str, Any] = {

@@ -11,10 +11,13 @@ returned configuration has risk at most alpha on problems exchangeable with them
   inequality 1 / (its maximum) is a p-value. It adapts to the loss's variance, which matters
   for paired losses that are mostly one half.
 - the search: Pareto Testing (Laufer-Goldshtein et al., 2023). The dev problems are split in
-  two by a hash of their ids. On the first part the configurations on the Pareto front of
-  (risk, objective) are ordered from least to most risky; on the second they are tested in
-  that order, each at level delta, and testing stops at the first null not rejected (fixed
-  sequence testing: no correction for the size of the search is needed).
+  two by a hash of their ids. On the first part each configuration's p-value is estimated,
+  and those on the Pareto front of (that p-value, objective) are ordered from the surest
+  to the least sure; on the second part they are tested in that order, each at level delta,
+  and testing stops at the first null not rejected (fixed sequence testing: no correction
+  for the size of the search is needed). Ordering by the p-value rather than the mean loss
+  puts a configuration whose loss hardly varies (one answering as large alone does) ahead
+  of a slightly better but erratic one, which would stop the testing early.
 """
 
 from __future__ import annotations
@@ -27,24 +30,31 @@ import numpy as np
 from scipy import stats
 
 
-def betting_pvalue(losses: Sequence[float], alpha: float, delta: float) -> float:
-    """p-value of H0: E[loss] >= alpha, for losses in [0, 1] in a fixed order."""
+def betting_pvalues(losses: np.ndarray, alpha: float, delta: float) -> np.ndarray:
+    """p-values of H0: E[loss] >= alpha, one per row of losses in [0, 1], each row in a fixed
+    order (the rows are configurations, the columns problems)."""
+    losses = np.atleast_2d(np.asarray(losses, dtype=float))
     if not 0 < alpha < 1:
-        return 1.0 if alpha <= 0 else 0.0
-    n = len(losses)
-    capital, best = 1.0, 1.0
-    mean, var, seen = 0.5, 0.25, 1  # the priors of the running estimates
-    total, squares = 0.5, 0.25
-    for x in losses:
+        return np.full(len(losses), 1.0 if alpha <= 0 else 0.0)
+    n = losses.shape[1]
+    capital, best = np.ones(len(losses)), np.ones(len(losses))
+    mean, var, seen = np.full(len(losses), 0.5), np.full(len(losses), 0.25), 1
+    total, squares = mean.copy(), var.copy()  # the priors of the running estimates
+    for x in losses.T:
         # bets are predictable (made before x is seen) and keep every factor above one half
-        bet = min(math.sqrt(2 * math.log(1 / delta) / (n * var)), 0.5 / (1 - alpha))
+        bet = np.minimum(np.sqrt(2 * math.log(1 / delta) / (n * var)), 0.5 / (1 - alpha))
         capital *= 1 - bet * (x - alpha)
-        best = max(best, capital)
+        best = np.maximum(best, capital)
         total += x
         squares += (x - mean) ** 2
         seen += 1
-        mean, var = total / seen, max(squares / seen, 1e-6)
-    return min(1.0, 1 / best)
+        mean, var = total / seen, np.maximum(squares / seen, 1e-6)
+    return np.minimum(1.0, 1 / best)
+
+
+def betting_pvalue(losses: Sequence[float], alpha: float, delta: float) -> float:
+    """p-value of H0: E[loss] >= alpha, for losses in [0, 1] in a fixed order."""
+    return float(betting_pvalues(np.asarray(losses, dtype=float)[None, :], alpha, delta)[0])
 
 
 def betting_upper_bound(losses: Sequence[float], delta: float, tol: float = 1e-4) -> float:
@@ -101,15 +111,24 @@ def split(ids: Sequence[str], fraction: float = 0.5, salt: str = "cope-calibrate
     return np.sort(order[:cut]), order[cut:]  # the testing part in hash order: the bets' order
 
 
-def pareto_front(risk: np.ndarray, objective: np.ndarray) -> np.ndarray:
-    """Indices not dominated in (lower risk, lower objective), from least to most risky."""
-    order = np.lexsort((objective, risk))
+def pareto_front(doubt: np.ndarray, objective: np.ndarray) -> np.ndarray:
+    """Indices not dominated in (lower doubt, lower objective), from the least doubtful on;
+    the doubt is an estimate of each configuration's p-value or risk."""
+    order = np.lexsort((objective, doubt))
     front, best = [], math.inf
     for i in order:
         if objective[i] < best:
             front.append(i)
             best = objective[i]
     return np.array(front, dtype=int)
+
+
+def certification_order(losses: np.ndarray, objective: np.ndarray, alpha: float,
+                        delta: float) -> np.ndarray:
+    """The configurations to test, in order, from their losses (rows) and mean objective on
+    the search part alone: the Pareto front of (p-value there, objective), surest first. The
+    p-value weighs how much a loss varies as well as its mean."""
+    return pareto_front(betting_pvalues(losses, alpha, delta), objective)
 
 
 def fixed_sequence(order: Sequence[int], losses: np.ndarray, alpha: float, delta: float

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-# a module reference, not its names: cope.agent.actions itself imports cope.tasks
+# a module reference: its names (vote) are this task's methods too
 from cope.agent import actions
 from cope.agent.alfworld import ALFWorldGames
 from cope.agent.env import GameEnv, GameState, TextWorldEnv
@@ -91,7 +91,6 @@ class AgentTask(Task):
         return answer == WON
 
     def solver(self, method):
-
         return EpisodeSolver(method, self, int(self.cfg.agent.max_steps))
 
     def metrics(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
