@@ -106,6 +106,25 @@ def test_the_baselines_calibrate_on_the_same_terms(pools, backend, tmp_path, met
     assert [row["cost_usd"] for row in replayed.problems] == pytest.approx(fast.cost[0].tolist())
 
 
+def test_a_vote_count_the_method_refuses_is_left_out_with_its_reason(pools, backend, tmp_path,
+                                                                      capsys):
+    # MoT's mixed style alternates CoT and PoT samples: one vote is no valid configuration
+    pool_dir = tmp_path / "mot_verify"
+    run(compose_config(base(pools, *DEV, "experiment=pool", "method=mot_verify",
+                            f"run_dir={pool_dir}")), backends={"scripted": backend})
+    code = calibrate.main([str(pool_dir), "--reference", str(pools / "large"),
+                           "--out", str(tmp_path / "out"), "--scratch", str(tmp_path),
+                           "--target", "accuracy>=large-0.45", "--search", "thresholds,votes",
+                           "--votes", "1,2", "--test", "task.limit=100"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    method = json.loads((tmp_path / "out" / "calibration.json").read_text())["methods"][0]
+    assert method["structures"] == ["votes=2 order=mot,large"]
+    [left] = method["left_out"]
+    assert left["structure"] == "votes=1 order=mot,large" and "votes >= 2" in left["invalid"]
+    assert "left out votes=1 order=mot,large: not a valid configuration" in out
+
+
 def test_a_pool_needs_early_exit_off(pools):
     with pytest.raises(ConfigError, match="experiment=pool"):
         Pool.load(pools / "large")

@@ -39,7 +39,7 @@ from cope.calibration.risk import (
 )
 from cope.calibration.search import OPS, Configuration, configurations, evaluate
 from cope.calibration.targets import Target, parse_target, risk_of
-from cope.config import TaskConfig
+from cope.config import TaskConfig, validate
 from cope.errors import ConfigError, CopeError
 from cope.records import CONFIG, PROBLEMS, read_complete_lines
 from cope.tasks import create_task
@@ -118,6 +118,11 @@ def calibrate_pool(pool: Pool, args, target: Target, reference) -> dict[str, Any
     tables: list[StageTable] = []
     left_out, generated = [], []
     for structure in structures(pool, search, args.votes, args.orders):
+        try:  # fewer votes may be no valid configuration of the method (MoT's mixed style)
+            validate(pool.structure_config(structure))
+        except ConfigError as error:
+            left_out.append({"structure": structure.label, "invalid": str(error)})
+            continue
         table = survey(pool, structure, args.scratch)
         if not table.covered and args.generate:
             metrics = generate(pool, structure, args.scratch)
@@ -133,8 +138,8 @@ def calibrate_pool(pool: Pool, args, target: Target, reference) -> dict[str, Any
             left_out.append({"structure": structure.label, "missing_generations": table.missing})
     if not tables:
         raise ConfigError(f"{pool.run_dir}: the pool covers no structure of the search: "
-                          + "; ".join(f"{x['structure']} needs {x['missing_generations']}"
-                                      for x in left_out) + ". Add --generate to make them.")
+                          + "; ".join(f"{x['structure']} {why_left_out(x)}" for x in left_out)
+                          + ". Add --generate to make what is missing.")
     surveyed = time.perf_counter()
     ops = OPS if "threshold_op" in search else (pool.config["method"]["threshold_op"],)
     evaluations = []
@@ -241,6 +246,12 @@ def run_calibration(args) -> dict[str, Any]:
     return report
 
 
+def why_left_out(entry: dict[str, Any]) -> str:
+    if "invalid" in entry:
+        return f"not a valid configuration ({entry['invalid']})"
+    return f"needs {entry['missing_generations']}"
+
+
 def describe(report: dict[str, Any]) -> str:
     lines = [f"target {report['target']}, delta {report['delta']:g}"
              + (f"; large alone on dev: {report['reference']['accuracy']:.1%}, "
@@ -250,7 +261,7 @@ def describe(report: dict[str, Any]) -> str:
                      f"{len(m['structures'])} structures in {m['search_s'] * 1000:.0f} ms "
                      f"(surveys {m['survey_s']:.1f} s)")
         for x in m["left_out"]:
-            lines.append(f"  left out {x['structure']}: needs {x['missing_generations']}")
+            lines.append(f"  left out {x['structure']}: {why_left_out(x)}")
         if m["chosen"] is None:
             lines.append(f"  no configuration is certified for {m['statement']}; closest:")
             needed = m["testing_problems_needed"]
