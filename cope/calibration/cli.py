@@ -248,7 +248,7 @@ def run_calibration(args) -> dict[str, Any]:
 
 def why_left_out(entry: dict[str, Any]) -> str:
     if "invalid" in entry:
-        return f"not a valid configuration ({entry['invalid']})"
+        return f"not a valid configuration ({entry['invalid'].rstrip('.')})"
     return f"needs {entry['missing_generations']}"
 
 

@@ -139,8 +139,11 @@ def _plain_numbers_differ(a: str, b: str) -> bool:
     return abs(Decimal(a) - Decimal(b)) > Decimal("1e-5")
 
 
+@lru_cache(maxsize=65536)
 def equivalent(answer: str | None, reference: str | None) -> bool:
-    """Whether two extracted answers are mathematically equivalent (math-verify)."""
+    """Whether two extracted answers are mathematically equivalent (math-verify). Remembered:
+    votes and judgements compare the same answers again and again (every structure a
+    calibration surveys), and a sympy comparison can take a tenth of a second."""
     if answer is None or reference is None:
         return False
     if _normalised(answer) == _normalised(reference):
