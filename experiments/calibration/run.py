@@ -63,7 +63,9 @@ METHODS = {  # cell -> overrides
 # (cope.calibration.risk.fewest_problems), so both are asked; calibrating is free
 TARGETS = {"accuracy-0.05": "accuracy>=large-0.05", "accuracy-0.1": "accuracy>=large-0.1",
            "cost-0.6": "cost<=0.6*large"}
-SEARCH = "thresholds,order,threshold_op"
+# every vote count too: fewer votes reuse a pool's first samples (continuous batching), and
+# the structures whose later stages would need generations the pool lacks are left out
+SEARCH = "thresholds,votes,order,threshold_op"
 DELTA = "0.1"
 
 
