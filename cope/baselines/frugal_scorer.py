@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,10 @@ class FrugalScorer:
         self.encoder = encoder
         self.weights = np.asarray(data["weights"], dtype="float64")
         self.bias = float(data["bias"])
+        self._judged: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_file(cls, path: Path, encoder=None) -> "FrugalScorer":
-
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -71,7 +72,11 @@ class FrugalScorer:
         return [1.0 / (1.0 + math.exp(-float(z))) for z in logits]
 
     def probability(self, question: str, response: str) -> float:
-        return self.probabilities([question], [response])[0]
+        # remembered: a calibration's surveys judge the same answers once per structure
+        key = (question, response)
+        if key not in self._judged:
+            self._judged[key] = self.probabilities([question], [response])[0]
+        return self._judged[key]
 
 
 def fit(questions: list[str], responses: list[str], labels: list[bool], encoder,
@@ -119,6 +124,12 @@ def cross_validated_auc(model, x, y: list[int], folds: int = 5) -> float | None:
     return float(roc_auc_score(y, held_out))
 
 
+@lru_cache(maxsize=16)
+def _loaded(path: Path, mtime_ns: int, size: int) -> FrugalScorer:
+    """A scorer file, read once per process while it is unchanged (its judgements with it)."""
+    return FrugalScorer.from_file(path)
+
+
 def load_scorers(cfg, problems) -> dict[str, FrugalScorer]:
     """The scorer of every stage with confidence=scorer; refuses a missing file and a scorer
     trained on any of the problems this run evaluates."""
@@ -134,7 +145,8 @@ def load_scorers(cfg, problems) -> dict[str, FrugalScorer]:
                 f"run does not use, e.g. `python -m cope.baselines.frugalgpt train "
                 f"task={cfg.task.name} pair={cfg.pair.name} task.offset=... task.limit=...` "
                 f"(it writes {path}), or point method.stages.{name}.scorer at a scorer file.")
-        scorer = FrugalScorer.from_file(path)
+        stat = path.stat()
+        scorer = _loaded(path, stat.st_mtime_ns, stat.st_size)
         training = scorer.data.get("training", {})
         if (training.get("task"), training.get("split"), training.get("source")) == (
                 cfg.task.name, cfg.task.split, cfg.task.source):
