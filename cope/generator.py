@@ -124,9 +124,10 @@ class Generator:
                 alias = requests[i].model
                 if completion.failed:
                     self.failed_calls += 1
+                if completion.transient:
                     self._failures_in_a_row[alias] = self._failures_in_a_row.get(alias, 0) + 1
                     self._last_failure[alias] = completion.finish_reason
-                else:
+                else:  # an output or a refusal: the endpoint answered
                     self._failures_in_a_row[alias] = 0
                     self.cache.put_soon(keys[i], resolved[i], completion)
                 results[i] = self._finish(requests[i], completion, False, tags[i])

@@ -110,7 +110,15 @@ class Completion:
 
     @property
     def failed(self) -> bool:
-        """A call that produced no usable output; it is recorded but never cached."""
+        """A call that produced no usable output: the sample abstains."""
+        return self.finish_reason.startswith(("error", "refused"))
+
+    @property
+    def transient(self) -> bool:
+        """A failure that another attempt may not repeat (a timeout, a server's error): it
+        is recorded but never cached. A refusal (finish_reason "refused: ...") follows from
+        the request and the settings in its key alone, so it is cached like an output, and a
+        replay or a calibration pool sees it as the run did."""
         return self.finish_reason.startswith("error")
 
     def to_json(self) -> dict[str, Any]:

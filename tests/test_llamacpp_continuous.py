@@ -80,6 +80,39 @@ def test_a_sequence_that_cannot_fit_fails_alone(make_config):
     assert too_big.failed and "KV cells" in too_big.finish_reason
 
 
+def test_a_refused_sequence_is_cached_and_replays_without_a_call(make_config, tmp_path):
+    """A refusal follows from the request and the slot size in its key: a pool that met one
+    replays it, so a calibration survey finds nothing missing."""
+    from cope.cache import GenerationCache
+    from cope.generator import Generator, ModelBinding
+    from cope.samples import GenerationRequest, SampleTag
+
+    backend, identity = backend_for(make_config, "backend.batch_size=2",
+                                    "backend.batch_n_ctx=256")
+    requests = [GenerationRequest("tiny", (("user", prompt),), SamplingParams(0.0, tokens), 0)
+                for prompt, tokens in (("Hi.", 16), ("Hello.", 400))]
+    tags = [SampleTag("p", "s1", "executor", "small")] * 2
+
+    def generate(mode):
+        cache = GenerationCache(tmp_path / "c.sqlite", mode)
+        generator = Generator({"tiny": ModelBinding("tiny", identity, backend, "s")}, cache)
+        try:
+            out = asyncio.run(generator.generate(requests, tags))
+        finally:
+            cache.close()
+        return generator, [g.completion for g in out]
+
+    try:
+        first, made = generate("readwrite")
+        again, replayed = generate("readonly")  # a miss would raise
+    finally:
+        backend.close()
+    assert first.backend_calls == 2 and first.failed_calls == 1
+    assert made[1].failed and made[1].finish_reason.startswith("refused: ")
+    assert again.backend_calls == 0 and again.cache_hits == 2
+    assert replayed == made
+
+
 def test_a_run_in_continuous_mode_replays_from_the_cache(make_config, tmp_path):
     overrides = [*TINY, "backend.batching=continuous", "backend.batch_size=4",
                  "backend.batch_n_ctx=4096", "task.limit=3", "concurrency=3",

@@ -14,7 +14,8 @@ replays it exactly, and without the cache only `backend.batching=fixed` (or batc
 reproduces seeded samples bit for bit. Such samples carry a model identity of their own.
 
 Each slot has backend.batch_n_ctx / backend.batch_size KV cells of its own: a sequence whose
-prompt and max_tokens need more is a failed sample, and the others decode on.
+prompt and max_tokens need more is refused (a failed sample, cached: the slot size is in its
+key), and the others decode on.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class ContinuousDecoder(BatchContext):
                 need = len(job.prompt) + job.params.max_tokens + 1
                 if need > self.cells_per_slot:
                     job.done(SequenceResult(
-                        [], len(job.prompt), f"error: prompt and max_tokens need {need} KV "
+                        [], len(job.prompt), f"refused: prompt and max_tokens need {need} KV "
                         f"cells, a slot has {self.cells_per_slot} (backend.batch_n_ctx / "
                         "backend.batch_size)", [] if job.params.logprobs else None))
                     continue

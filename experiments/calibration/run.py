@@ -134,15 +134,19 @@ def test(setup: Setup) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("steps", nargs="*", choices=["pools", "calibrate", "test"],
-                        default=["pools", "calibrate", "test"])
+    # steps are checked here: argparse before 3.12 rejects an empty "*" list with choices
+    parser.add_argument("steps", nargs="*", help="pools, calibrate, test (default: all)")
     parser.add_argument("--task", choices=sorted(SETUPS), default="gsm8k")
     args = parser.parse_args()
+    steps = {"pools": pools, "calibrate": calibrate, "test": test}
+    unknown = sorted(set(args.steps) - set(steps))
+    if unknown:
+        parser.error(f"unknown steps {unknown}; choose from {sorted(steps)}")
     setup = Setup(args.task)
     setup.out.mkdir(parents=True, exist_ok=True)
     with kept_in_archive(setup.cache, setup.archive):
-        for step in args.steps:
-            {"pools": pools, "calibrate": calibrate, "test": test}[step](setup)
+        for step in args.steps or list(steps):
+            steps[step](setup)
 
 
 if __name__ == "__main__":
